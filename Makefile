@@ -1,0 +1,25 @@
+# One entry point for people and CI. `make study` sets up and runs the whole pipeline.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+# Stage commands call `python`: make it the project's.
+RUN := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1
+
+.PHONY: setup study test bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+study: setup
+	$(RUN) $(BIN)/dvc repro
+
+test: setup
+	$(RUN) $(BIN)/python -m pytest
+
+bench: setup
+	$(RUN) $(BIN)/python bench/benchmark.py

@@ -1,0 +1,1 @@
+"""A reproducible study of neural-network weight initializers."""

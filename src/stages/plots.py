@@ -1,0 +1,31 @@
+"""DVC stage `plots`: PNG comparison plots of all initializers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from initstudy.errors import stage_main
+from initstudy.params import load_params
+from initstudy.plotting import curves, final_accuracy
+
+
+@stage_main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--metrics", type=Path, default=Path("metrics"))
+    parser.add_argument("--out", type=Path, default=Path("plots"))
+    args = parser.parse_args()
+    dpi = load_params().plots.dpi
+    epochs = pd.read_csv(args.metrics / "epochs.csv")
+    summary = json.loads((args.metrics / "summary.json").read_text())
+    for metric in ("val_accuracy", "val_loss"):
+        curves(epochs, metric, args.out / f"{metric}.png", dpi)
+    final_accuracy(summary, epochs, args.out / "final_val_accuracy.png", dpi)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""DVC stage `train@<initializer>-<seed>`: train one model, write its history and metrics."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from initstudy.backend import use_backend
+from initstudy.datasets import DATASETS, load_split
+from initstudy.errors import stage_main
+from initstudy.params import INITIALIZERS, load_params
+
+
+@stage_main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--initializer", required=True, choices=INITIALIZERS)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="folder of the dataset files")
+    parser.add_argument("--out", type=Path, required=True, help="folder for this run's outputs")
+    args = parser.parse_args()
+    params = load_params()
+    split = load_split(
+        params.data.name, args.data, params.data.train_samples, params.data.val_samples
+    )
+    use_backend(params.train.backend)
+    from initstudy.training import train_run  # imports Keras, so only once the backend is set
+
+    classes = DATASETS[params.data.name].classes
+    train_run(split, classes, params, args.initializer, args.seed, args.out)
+
+
+if __name__ == "__main__":
+    main()
