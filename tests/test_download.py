@@ -1,0 +1,81 @@
+"""The download path against the real MNIST files, served over loopback HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from initstudy.datasets import DATASETS, DataError
+from initstudy.download import ChecksumMismatch, _copy_verified, fetch_dataset, fetch_file
+
+MNIST = DATASETS["mnist"].sha256
+LABELS = "t10k-labels-idx1-ubyte.gz"
+
+
+def test_fetches_and_verifies_all_four_files_over_http(mnist_dir: Path, serve, tmp_path: Path) -> None:
+    dest = tmp_path / "data" / "mnist"
+    fetch_dataset(MNIST, [serve(mnist_dir)], dest)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(MNIST)
+    for name, sha in MNIST.items():
+        assert hashlib.sha256((dest / name).read_bytes()).hexdigest() == sha
+    assert [p.name for p in dest.parent.iterdir()] == ["mnist"]  # no staging left behind
+
+
+def test_corrupted_mirror_is_rejected_with_both_hashes(mnist_dir: Path, serve, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    data = bytearray((mnist_dir / LABELS).read_bytes())
+    data[100] ^= 0xFF
+    (bad / LABELS).write_bytes(bytes(data))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(DataError) as info:
+        fetch_file(LABELS, MNIST[LABELS], [serve(bad)], dest)
+    message = str(info.value)
+    assert "checksum mismatch" in message
+    assert MNIST[LABELS] in message and hashlib.sha256(data).hexdigest() in message
+    assert list(dest.iterdir()) == []
+
+
+def test_truncated_file_is_a_checksum_mismatch(mnist_dir: Path, tmp_path: Path) -> None:
+    short = tmp_path / "short"
+    short.mkdir()
+    (short / LABELS).write_bytes((mnist_dir / LABELS).read_bytes()[:1000])
+    with pytest.raises(ChecksumMismatch):
+        _copy_verified(str(short), LABELS, MNIST[LABELS], tmp_path / LABELS)
+    assert not (tmp_path / LABELS).exists()
+
+
+def test_falls_through_to_the_next_source(mnist_dir: Path, serve, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    sources = ["http://127.0.0.1:9/", serve(empty), f"file://{mnist_dir}"]
+    assert fetch_file(LABELS, MNIST[LABELS], sources, tmp_path) == sources[2]
+    assert (tmp_path / LABELS).exists()
+
+
+def test_when_every_source_fails_each_failure_is_listed(serve, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    sources = [serve(empty), str(tmp_path / "nowhere"), "http://127.0.0.1:9/"]
+    with pytest.raises(DataError) as info:
+        fetch_file(LABELS, MNIST[LABELS], sources, tmp_path)
+    message = str(info.value)
+    assert f"could not fetch {LABELS} from any source" in message
+    assert "404" in message and "No such file" in message and "Connection refused" in message
+    assert "INITSTUDY_DATA_MIRROR" in message
+
+
+def test_a_failed_dataset_leaves_the_previous_copy_untouched(mnist_dir: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "mnist"
+    shutil.copytree(mnist_dir, dest)
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(mnist_dir / LABELS, partial / LABELS)
+    with pytest.raises(DataError):
+        fetch_dataset(MNIST, [str(partial)], dest)
+    assert (dest / "train-images-idx3-ubyte.gz").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist", "partial"]

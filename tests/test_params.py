@@ -1,0 +1,92 @@
+"""params.yaml validation: every bad value is named with its key and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from initstudy.params import ParamsError, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def problems(**changes: object) -> str:
+    """Apply `section__key=value` changes to the defaults; return the validation message."""
+    raw = copy.deepcopy(DEFAULTS)
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        raw[section][key] = value
+    with pytest.raises(ParamsError) as info:
+        parse_params(raw)
+    return str(info.value)
+
+
+def test_the_committed_params_are_the_classic_study() -> None:
+    params = load_params(ROOT / "params.yaml")
+    assert params.model.hidden_units == [256, 128]
+    assert params.model.dropout == 0.2
+    assert (params.train.optimizer, params.train.batch_size, params.train.epochs) == ("adam", 128, 20)
+    assert params.train.learning_rate == 0.001
+    assert len(params.study.initializers) == 12 and params.study.seeds == [0, 1, 2]
+
+
+def test_unknown_initializer_suggests_the_closest_name() -> None:
+    message = problems(study__initializers=["glorot_uniform", "he_normall"])
+    assert "study.initializers[1] = 'he_normall'" in message
+    assert "Did you mean 'he_normal'?" in message
+    assert "'lecun_uniform'" in message  # the allowed names are listed
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("train__optimizer", "adamw", "train.optimizer = 'adamw': Input should be 'adam' or 'sgd'"),
+        ("model__activation", "rellu", "Did you mean 'relu'?"),
+        ("data__name", "mnits", "data.name = 'mnits'"),
+        ("train__backend", "torch", "train.backend = 'torch'"),
+        ("train__epochs", 0, "train.epochs = 0: Input should be greater than 0"),
+        ("train__batch_size", -1, "train.batch_size = -1: Input should be greater than 0"),
+        ("train__learning_rate", 0, "train.learning_rate = 0: Input should be greater than 0"),
+        ("train__learning_rate", "fast", "train.learning_rate = 'fast': Input should be a valid number"),
+        ("model__dropout", 1.0, "model.dropout = 1.0: Input should be less than 1"),
+        ("model__dropout", -0.1, "model.dropout = -0.1"),
+        ("model__hidden_units", [], "model.hidden_units = []: List should have at least 1 item"),
+        ("model__hidden_units", [256, 0], "hidden layer sizes must be positive"),
+        ("model__hidden_units", [256, 1.5], "model.hidden_units[1] = 1.5"),
+        ("study__initializers", [], "study.initializers = []"),
+        ("study__seeds", [], "study.seeds = []"),
+        ("study__seeds", [0, 1, 0], "repeated: 0"),
+        ("study__initializers", ["zeros", "zeros"], "repeated: zeros"),
+        ("study__seeds", [0, -1], "seeds must be non-negative integers"),
+        ("study__seeds", [0, "1"], "study.seeds[1] = '1': Input should be a valid integer"),
+        ("data__train_samples", 0, "data.train_samples = 0"),
+    ],
+)
+def test_bad_values_name_key_value_and_rule(key: str, value: object, expected: str) -> None:
+    assert expected in problems(**{key: value})
+
+
+def test_misspelt_key_is_unknown_and_the_real_one_missing() -> None:
+    raw = copy.deepcopy(DEFAULTS)
+    raw["train"]["epoch"] = raw["train"].pop("epochs")
+    with pytest.raises(ParamsError) as info:
+        parse_params(raw)
+    message = str(info.value)
+    assert "train.epochs: missing required key" in message
+    assert "train.epoch: unknown key" in message and "Did you mean 'epochs'?" in message
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    message = problems(train__epochs=0, model__dropout=2)
+    assert "train.epochs" in message and "model.dropout" in message
+
+
+def test_unreadable_yaml_is_a_params_error(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match="cannot read"):
+        load_params(path)
