@@ -1,24 +1,27 @@
-"""Shared fixtures: the real MNIST mirror, a loopback HTTP server, a DVC project in a temp repo."""
+"""Shared fixtures: the real MNIST mirror, a loopback HTTP server, stage runs in a folder."""
 
 from __future__ import annotations
 
 import functools
 import http.server
 import os
-import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
+
+from initstudy.workspace import ROOT, command_env, update_params
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "src", "plots/templates"]
+# The small study every pipeline test starts from.
+SMALL_STUDY = dict(
+    data={"train_samples": 1000, "val_samples": 500},
+    study={"initializers": ["zeros", "he_normal"], "seeds": [0, 1]},
+    train={"epochs": 1},
+)
 
 
 @pytest.fixture(scope="session")
@@ -53,86 +56,17 @@ def serve():
         server.server_close()
 
 
-def command_env(tmp: Path) -> dict[str, str]:
-    """Environment for the dvc and git CLIs: this interpreter first, no analytics, private dirs."""
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        DVC_NO_ANALYTICS="1",
-        DVC_SITE_CACHE_DIR=str(tmp / "dvc-site"),
-        DVC_GLOBAL_CONFIG_DIR=str(tmp / "dvc-global"),
-        DVC_SYSTEM_CONFIG_DIR=str(tmp / "dvc-system"),
-        GIT_AUTHOR_NAME="test",
-        GIT_AUTHOR_EMAIL="test@example.com",
-        GIT_COMMITTER_NAME="test",
-        GIT_COMMITTER_EMAIL="test@example.com",
-        TF_CPP_MIN_LOG_LEVEL="3",
+def write_params(folder: Path, **sections: dict) -> Path:
+    """A params.yaml in `folder`: the project's defaults with some keys changed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    update_params(folder / "params.yaml", **sections)
+    return folder
+
+
+def run_stage(cwd: Path, stage: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run src/stages/<stage>.py in `cwd` (where its params.yaml is), as DVC would."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "src" / "stages" / f"{stage}.py"), *args],
+        cwd=cwd, env=command_env(cwd), capture_output=True, text=True, timeout=600,
     )
-    env.pop("KERAS_BACKEND", None)
-    return env
-
-
-class Project:
-    """A copy of this project in its own git + DVC repo, driven through the real CLIs."""
-
-    def __init__(self, path: Path, env: dict[str, str]) -> None:
-        self.path = path
-        self.env = env
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            args, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=900
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result
-
-    def repro(self, *args: str) -> set[str]:
-        """Run `dvc repro`; return the names of the stages that actually ran."""
-        out = self.run("dvc", "repro", *args).stdout
-        return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-
-    def params(self) -> dict:
-        return yaml.safe_load((self.path / "params.yaml").read_text())
-
-    def set_params(self, **sections: dict) -> None:
-        """Update keys of params.yaml, e.g. set_params(train={"epochs": 2})."""
-        params = self.params()
-        for section, values in sections.items():
-            params[section].update(values)
-        (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-    def commit(self, message: str) -> None:
-        self.run("git", "add", "-A")
-        self.run("git", "commit", "-qm", message)
-
-
-SMALL_STUDY = dict(
-    data={"train_samples": 1000, "val_samples": 500},
-    study={"initializers": ["zeros", "he_normal"], "seeds": [0, 1]},
-    train={"epochs": 1},
-)
-
-
-def make_project(tmp: Path, mirror: str) -> Project:
-    """Copy the project into `tmp/repo`, `git init` + `dvc init`, and set the small study."""
-    repo = tmp / "repo"
-    for name in PROJECT_FILES:
-        src, dst = ROOT / name, repo / name
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-    env = command_env(tmp) | {"INITSTUDY_DATA_MIRROR": mirror}
-    project = Project(repo, env)
-    project.run("git", "init", "-q")
-    project.run("dvc", "init", "-q")
-    project.set_params(**SMALL_STUDY)
-    return project
-
-
-@pytest.fixture
-def project(tmp_path: Path, mnist_dir: Path) -> Iterator[Project]:
-    """A fresh small-study project whose download reads the local MNIST mirror."""
-    yield make_project(tmp_path, str(mnist_dir))

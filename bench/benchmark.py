@@ -1,0 +1,190 @@
+"""Benchmark the project's training path against the plain Keras loop, side by side.
+
+Run with `make bench` (add `--skip-study` for the quick part only). Everything is
+measured in this one run and reported as ratios; the output is a markdown report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from initstudy.datasets import load_split
+from initstudy.workspace import ROOT, Workspace, command_env, update_params
+
+STAGES = ROOT / "src" / "stages"
+
+
+def run_measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
+    """Run a command; return its wall seconds, peak resident memory in MiB, and stdout."""
+    with tempfile.TemporaryFile("w+") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        text = out.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{text}")
+    return wall, usage.ru_maxrss / 1024, text
+
+
+def matmul_gflops() -> float:
+    """NumPy's float32 rate on this machine for the model's largest product (128×784 @ 784×256)."""
+    a = np.random.default_rng(0).random((128, 784), dtype=np.float32)
+    b = np.random.default_rng(1).random((784, 256), dtype=np.float32)
+    reps, best = 200, float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * 128 * 784 * 256 * reps / best / 1e9
+
+
+def model_gflop_per_epoch(units: list[int], n_train: int, n_val: int) -> float:
+    """Forward + backward ≈ 6 FLOPs per weight per training sample, forward 2 per validation one."""
+    sizes = [784, *units, 10]
+    weights = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    return (6 * weights * n_train + 2 * weights * n_val) / 1e9
+
+
+def plain_epochs(folder: Path, data: Path) -> tuple[list[float], float]:
+    _, _, out = run_measured(
+        [sys.executable, str(ROOT / "bench/plain_loop.py"), "--params", "params.yaml", "--data", str(data)],
+        folder, command_env(folder))
+    run = json.loads(out.strip().splitlines()[-1])
+    return run["epoch_seconds"], run["val_accuracy"]
+
+
+def project_epochs(folder: Path, data: Path) -> tuple[list[float], float, float, float]:
+    """The train stage as DVC runs it: per-epoch seconds, val accuracy, stage wall and peak MiB."""
+    wall, peak, _ = run_measured(
+        [sys.executable, str(STAGES / "train.py"), "--initializer", "glorot_uniform", "--seed", "0",
+         "--data", str(data), "--out", "run"], folder, command_env(folder))
+    history = pd.read_csv(folder / "run/history.csv")
+    return list(history.epoch_seconds), float(history.val_accuracy.iloc[-1]), wall, peak
+
+
+def median_steady(times: list[float]) -> float:
+    return statistics.median(times[1:] if len(times) > 1 else times)
+
+
+def epoch_section(data: Path, epochs: int, scratch: Path) -> list[str]:
+    rate = matmul_gflops()
+    floor = model_gflop_per_epoch([256, 128], 60000, 10000) / rate
+    rows, lines = [], []
+    base = scratch / "plain"
+    base.mkdir()
+    (base / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    update_params(base / "params.yaml", train={"epochs": epochs},
+                  study={"initializers": ["glorot_uniform"], "seeds": [0]})
+    times, acc = plain_epochs(base, data)
+    plain = median_steady(times)
+    rows.append(("plain loop: default compile()/fit(), TensorFlow", times[0], plain, 1.0, acc, None, None))
+    for backend in ("tensorflow", "jax"):
+        folder = scratch / backend
+        folder.mkdir()
+        (folder / "params.yaml").write_text((base / "params.yaml").read_text())
+        update_params(folder / "params.yaml", train={"backend": backend})
+        times, acc, wall, peak = project_epochs(folder, data)
+        steady = median_steady(times)
+        rows.append((f"project path, {backend}", times[0], steady, plain / steady, acc,
+                     wall - sum(times), peak))
+    lines += [
+        f"NumPy float32 matmul rate: {rate:.0f} GFLOP/s; default model: "
+        f"{model_gflop_per_epoch([256, 128], 60000, 10000):.1f} GFLOP per epoch "
+        f"(60,000 training + 10,000 validation samples) ⇒ arithmetic floor {floor:.2f} s per epoch.",
+        "",
+        f"Epoch times over {epochs} epochs of the default model (steady = median of epochs 2..{epochs}):",
+        "",
+        "| path | first epoch (s) | steady epoch (s) | speed-up vs plain | × floor | val acc | "
+        "stage overhead (s) | stage peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, first, steady, ratio, acc, overhead, peak in rows:
+        extra = "– | –" if overhead is None else f"{overhead:.1f} | {peak:.0f}"
+        lines.append(f"| {name} | {first:.2f} | {steady:.2f} | **{ratio:.2f}×** | "
+                     f"{steady / floor:.1f} | {acc:.4f} | {extra} |")
+    lines += ["", "Stage overhead = stage wall time − its epochs' time: process start, imports, "
+              "data loading, first-call compilation, saving."]
+    start = time.perf_counter()
+    load_split("mnist", data)
+    lines.append(f"Parsing the four IDX files (gzip + checks): {time.perf_counter() - start:.2f} s per stage.")
+    return lines
+
+
+def stage_section() -> list[str]:
+    """No-op repro of this repo, and the aggregate and plots stages on its runs."""
+    env = command_env(ROOT.parent)
+    status = subprocess.run(["dvc", "status", "--json"], cwd=ROOT, env=env, capture_output=True, text=True)
+    if status.returncode != 0 or json.loads(status.stdout or "{}"):
+        return ["Pipeline overhead: skipped, this workspace is not up to date (run `dvc repro` first)."]
+    noop = [run_measured(["dvc", "repro"], ROOT, env)[0] for _ in range(3)]
+    lines = [f"No-op `dvc repro` of the default study (36 train stages): median {statistics.median(noop):.2f} s "
+             f"of 3 ({', '.join(f'{t:.2f}' for t in noop)}).", ""]
+    probe = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+             "print('frameworks imported:', [m for m in ('tensorflow', 'jax', 'keras') if m in sys.modules])")
+    with tempfile.TemporaryDirectory() as out:
+        for stage, args in (("aggregate", ["--out", out]), ("plots", ["--out", out])):
+            wall, peak, text = run_measured(
+                [sys.executable, "-c", probe, str(STAGES / f"{stage}.py"), *args], ROOT, env)
+            lines.append(f"- `{stage}` stage: {wall:.2f} s, peak {peak:.0f} MiB, {text.strip().splitlines()[-1]}")
+    return lines
+
+
+def study_section(data: Path, seeds: list[int], scratch: Path) -> list[str]:
+    """The default study (on the given seeds) through `dvc repro` and through the plain loop."""
+    repo = Workspace.create(scratch / "study", mirror=str(data), study={"seeds": seeds})
+    repo.repro("download")
+    dvc_wall = run_measured(["dvc", "repro"], repo.path, repo.env)[0]
+    runs = len(repo.params()["study"]["initializers"]) * len(seeds)
+    plain_wall = run_measured(
+        [sys.executable, str(ROOT / "bench/plain_loop.py"), "--params", "params.yaml", "--data", str(data)],
+        repo.path, repo.env)[0]
+    return [
+        f"Whole study, {runs} runs × {repo.params()['train']['epochs']} epochs (seeds {seeds}), "
+        "download excluded, process start and imports included:",
+        "",
+        "| path | wall (s) | ratio |",
+        "|---|---|---|",
+        f"| plain loop, one process | {plain_wall:.0f} | 1.00 |",
+        f"| `dvc repro` (a process per stage) | {dvc_wall:.0f} | **{dvc_wall / plain_wall:.2f}×** |",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    default_data = os.environ.get("INITSTUDY_DATA_MIRROR", str(ROOT / "data/raw/mnist"))
+    parser.add_argument("--data", type=Path, default=Path(default_data), help="folder of the MNIST files")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs for the per-epoch comparison")
+    parser.add_argument("--study-seeds", type=int, nargs="+", default=[0],
+                        help="seeds of the whole-study comparison (all 12 initializers each)")
+    parser.add_argument("--skip-study", action="store_true", help="skip the whole-study comparison")
+    args = parser.parse_args()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    lines = [f"Benchmark of {time.strftime('%Y-%m-%d %H:%M')}: {os.cpu_count()} cores ({cpu}), "
+             f"Python {platform.python_version()}.", ""]
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        lines += epoch_section(args.data, args.epochs, scratch) + [""]
+        lines += stage_section() + [""]
+        if not args.skip_study:
+            lines += study_section(args.data, args.study_seeds, scratch)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Scratch copies of this project as their own git + DVC repos, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "src", "plots/templates")
+
+
+def command_env(scratch: Path) -> dict[str, str]:
+    """Environment for dvc and git: this interpreter's tools first, no analytics, private dirs."""
+    env = dict(os.environ)
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        DVC_NO_ANALYTICS="1",
+        DVC_SITE_CACHE_DIR=str(scratch / ".dvc-site"),
+        DVC_GLOBAL_CONFIG_DIR=str(scratch / ".dvc-global"),
+        DVC_SYSTEM_CONFIG_DIR=str(scratch / ".dvc-system"),
+        GIT_AUTHOR_NAME="initstudy",
+        GIT_AUTHOR_EMAIL="initstudy@example.com",
+        GIT_COMMITTER_NAME="initstudy",
+        GIT_COMMITTER_EMAIL="initstudy@example.com",
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    env.pop("KERAS_BACKEND", None)
+    return env
+
+
+def update_params(path: Path, **sections: dict[str, Any]) -> None:
+    """Change some keys of the params.yaml at `path`, e.g. train={"epochs": 2}."""
+    params = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+class Workspace:
+    """A copy of the project in its own repo, driven through the real git and dvc CLIs."""
+
+    def __init__(self, path: Path, mirror: str | None = None) -> None:
+        self.path = path
+        self.env = command_env(path.parent)
+        if mirror:
+            self.env["INITSTUDY_DATA_MIRROR"] = mirror
+
+    @classmethod
+    def create(cls, path: Path, mirror: str | None = None, **params: dict[str, Any]) -> Workspace:
+        """Copy the project into `path`, `git init` + `dvc init`, and change some params."""
+        for name in PROJECT_FILES:
+            src, dst = ROOT / name, path / name
+            if src.is_dir():
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+        workspace = cls(path, mirror)
+        workspace.run("git", "init", "-q")
+        workspace.run("dvc", "init", "-q")
+        update_params(path / "params.yaml", **params)
+        return workspace
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(args, cwd=self.path, env=self.env, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def repro(self, *args: str) -> set[str]:
+        """Run `dvc repro`; return the names of the stages that actually ran."""
+        out = self.run("dvc", "repro", *args).stdout
+        return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+
+    def params(self) -> dict[str, Any]:
+        return yaml.safe_load((self.path / "params.yaml").read_text())
+
+    def set_params(self, **sections: dict[str, Any]) -> None:
+        update_params(self.path / "params.yaml", **sections)
+
+    def commit(self, message: str) -> None:
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-qm", message)

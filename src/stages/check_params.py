@@ -1,0 +1,28 @@
+"""DVC stage `check_params`: validate params.yaml before any stage that does real work.
+
+Every other stage depends on this stage's output, whose content never changes, so a
+bad param stops `dvc repro` here, before DVC clears any earlier output, and a good
+change of params retrains nothing by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from initstudy.atomic import write_text
+from initstudy.errors import stage_main
+from initstudy.params import load_params
+
+
+@stage_main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="marker file to write")
+    args = parser.parse_args()
+    load_params()
+    write_text(args.out, "params.yaml fits the schema of src/initstudy/params.py\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Training one run for real: reproducibility, the zeros fact on MNIST, divergence."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_stage, write_params
+from initstudy.datasets import load_split
+from initstudy.params import load_params
+from initstudy.training import train_run
+
+TIMINGS = ["wall_seconds"]
+
+
+def small_params(tmp: Path, **train: object):
+    return load_params(write_params(tmp, train={"epochs": 2, **train}) / "params.yaml")
+
+
+def without_timings(run_dir: Path) -> tuple[dict, pd.DataFrame]:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    history = pd.read_csv(run_dir / "history.csv").drop(columns="epoch_seconds")
+    return {k: v for k, v in metrics.items() if k not in TIMINGS}, history
+
+
+@pytest.fixture(scope="module")
+def small_split(mnist_dir: Path):
+    return load_split("mnist", mnist_dir, train_samples=2000, val_samples=500)
+
+
+def test_same_seed_gives_bit_identical_results(small_split, tmp_path: Path) -> None:
+    params = small_params(tmp_path)
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        train_run(small_split, 10, params, "he_normal", seed, tmp_path / name)
+    (metrics_a, history_a), (metrics_b, history_b) = map(without_timings, [tmp_path / "a", tmp_path / "b"])
+    assert metrics_a == metrics_b
+    pd.testing.assert_frame_equal(history_a, history_b, check_exact=True)
+    assert without_timings(tmp_path / "c")[0] != metrics_a  # the seed matters
+
+
+def test_run_writes_history_model_and_metrics(small_split, tmp_path: Path) -> None:
+    metrics = train_run(small_split, 10, small_params(tmp_path), "glorot_uniform", 0, tmp_path / "run")
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert list(history.columns) == ["epoch", "accuracy", "epoch_seconds", "loss", "val_accuracy", "val_loss"]
+    assert len(history) == 2 and (history.epoch_seconds > 0).all()
+    assert metrics["final_val_accuracy"] == pytest.approx(history.val_accuracy.iloc[-1])
+    assert metrics["best_val_accuracy"] == pytest.approx(history.val_accuracy.max())
+    assert not metrics["diverged"] and metrics["epochs_completed"] == 2
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert model.count_params() == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+
+
+def test_zeros_learns_only_the_output_bias_and_predicts_the_commonest_digit(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    """Zero kernels block every gradient but the output bias: the net predicts digit 1 always."""
+    split = load_split("mnist", mnist_dir)
+    params = small_params(tmp_path, epochs=1)
+    metrics = train_run(split, 10, params, "zeros", 0, tmp_path / "zeros")
+    assert metrics["final_val_accuracy"] == pytest.approx(1135 / 10000, abs=1e-7)
+    model = keras.saving.load_model(tmp_path / "zeros" / "model.keras")
+    dense = [layer for layer in model.layers if hasattr(layer, "kernel")]
+    assert all(not np.asarray(layer.kernel).any() for layer in dense)
+    assert all(not np.asarray(layer.bias).any() for layer in dense[:-1])
+    assert np.argmax(np.asarray(dense[-1].bias)) == 1
+
+
+def test_a_diverging_run_is_recorded_as_diverged(small_split, tmp_path: Path) -> None:
+    params = small_params(tmp_path, optimizer="sgd", learning_rate=1e30, epochs=5)
+    metrics = train_run(small_split, 10, params, "ones", 0, tmp_path / "ones")
+    assert metrics["diverged"] is True
+    assert metrics["epochs_completed"] < 5  # stopped early by TerminateOnNaN
+    text = (tmp_path / "ones" / "metrics.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert not math.isfinite(pd.read_csv(tmp_path / "ones" / "history.csv").loss.iloc[-1])
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_train_stage_is_reproducible_on_each_backend(mnist_dir: Path, tmp_path: Path, backend: str) -> None:
+    write_params(tmp_path, data={"train_samples": 1000, "val_samples": 300},
+                 train={"epochs": 1, "backend": backend})
+    for name in ("a", "b"):
+        result = run_stage(tmp_path, "train", "--initializer", "lecun_uniform", "--seed", "3",
+                           "--data", str(mnist_dir), "--out", name)
+        assert result.returncode == 0, result.stderr
+    assert without_timings(tmp_path / "a")[0] == without_timings(tmp_path / "b")[0]
+
+
+def test_backends_differ_in_random_streams_only(mnist_dir: Path, tmp_path: Path) -> None:
+    """The backend param really switches backend: same seed, other initial weights, same skill."""
+    results = {}
+    for backend in ("tensorflow", "jax"):
+        folder = write_params(tmp_path / backend, data={"train_samples": 2000, "val_samples": 500},
+                              train={"epochs": 2, "backend": backend})
+        result = run_stage(folder, "train", "--initializer", "he_normal", "--seed", "0",
+                           "--data", str(mnist_dir), "--out", "run")
+        assert result.returncode == 0, result.stderr
+        results[backend] = without_timings(folder / "run")[0]
+    assert results["tensorflow"] != results["jax"]
+    assert results["tensorflow"]["final_val_accuracy"] == pytest.approx(
+        results["jax"]["final_val_accuracy"], abs=0.05
+    )
