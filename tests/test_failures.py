@@ -1,0 +1,251 @@
+"""Bad input, broken data, diverging and interrupted runs, through the real entry points."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SMALL_STUDY, run_stage, write_params
+from initstudy import download
+from initstudy.datasets import DATASETS, DataError
+from initstudy.download import fetch_dataset, fetch_file
+from initstudy.workspace import Workspace, command_env
+
+MNIST = DATASETS["mnist"].sha256
+LABELS = "t10k-labels-idx1-ubyte.gz"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Workspace:
+    """A small study, trained once; tests below break it and check nothing was lost."""
+    repo = Workspace.create(tmp_path_factory.mktemp("failures") / "repo", mirror=str(mnist_dir),
+                            **SMALL_STUDY)
+    repo.repro()
+    repo.commit("trained")
+    return repo
+
+
+def outputs(repo: Workspace) -> dict[str, bytes]:
+    files = [*repo.path.glob("runs/*/metrics.json"), *repo.path.glob("metrics/*"), *repo.path.glob("plots/*.png")]
+    return {str(p.relative_to(repo.path)): p.read_bytes() for p in files}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"study": {"initializers": ["zeros", "he_normall"]}}, "Did you mean 'he_normal'?"),
+        ({"train": {"epochs": 0}}, "train.epochs = 0: Input should be greater than 0"),
+        ({"train": {"optimizer": "rmsprop"}}, "Input should be 'adam' or 'sgd'"),
+        ({"model": {"dropout": 1.5}}, "model.dropout = 1.5: Input should be less than 1"),
+        ({"study": {"seeds": [0, 0]}}, "repeated: 0"),
+    ],
+)
+def test_a_bad_param_stops_repro_before_any_output_is_touched(trained: Workspace, changes, message) -> None:
+    before = outputs(trained)
+    trained.set_params(**changes)
+    result = trained.run("dvc", "repro", check=False)
+    trained.run("git", "checkout", "params.yaml")
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert "Running stage 'check_params'" in result.stdout
+    assert "train@" not in result.stdout.split("Running stage 'check_params'")[1]
+    assert outputs(trained) == before
+
+
+def test_a_misspelt_key_stops_repro_naming_the_right_one(trained: Workspace) -> None:
+    params = (trained.path / "params.yaml").read_text()
+    (trained.path / "params.yaml").write_text(params.replace("  epochs:", "  epoch:"))
+    result = trained.run("dvc", "repro", check=False)
+    trained.run("git", "checkout", "params.yaml")
+    assert result.returncode != 0
+    assert "train.epoch: unknown key" in result.stderr and "Did you mean 'epochs'?" in result.stderr
+
+
+def test_a_killed_training_stage_leaves_no_metrics_and_only_it_reruns(trained: Workspace) -> None:
+    trained.set_params(study={"seeds": [0, 1, 2]})
+    env = trained.env | {"PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(["dvc", "repro"], cwd=trained.path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    log = ""
+    for line in proc.stdout:  # wait until the second new run is training
+        log += line
+        if log.count("Epoch 1/") == 2:
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    finished = [p.parent.name for p in trained.path.glob("runs/*-2/metrics.json")]
+    assert len(finished) == 1  # the first new run finished; the killed one wrote no metrics
+    ran = trained.repro()
+    killed = next(f"train@{i}-2" for i in ("zeros", "he_normal") if f"{i}-2" not in finished)
+    assert ran == {killed, "aggregate", "plots"}
+    trained.run("git", "checkout", "params.yaml")
+    trained.repro()
+
+
+def test_a_second_repro_at_once_fails_with_the_lock_message(trained: Workspace) -> None:
+    trained.set_params(train={"epochs": 2})
+    first = subprocess.Popen(["dvc", "repro"], cwd=trained.path, env=trained.env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(3)
+    waiting = subprocess.Popen(["dvc", "--wait-for-lock", "repro"], cwd=trained.path, env=trained.env,
+                               text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    second = trained.run("dvc", "repro", check=False)
+    out, _ = first.communicate(timeout=600)
+    waited, _ = waiting.communicate(timeout=600)
+    assert first.returncode == 0, out
+    assert second.returncode != 0 and "Unable to acquire lock" in second.stderr
+    assert waiting.returncode == 0 and "Running stage 'train@" not in waited  # it waited, then found all done
+    assert trained.repro() == set()
+    trained.run("git", "checkout", "params.yaml")
+    trained.repro()
+
+
+def test_a_diverging_run_is_recorded_and_the_pipeline_goes_on(tmp_path: Path, mnist_dir: Path) -> None:
+    repo = Workspace.create(tmp_path / "repo", mirror=str(mnist_dir), **SMALL_STUDY)
+    repo.set_params(study={"initializers": ["ones", "zeros"], "seeds": [0]},
+                    train={"optimizer": "sgd", "learning_rate": 1e30, "epochs": 3})
+    repo.repro()
+    ones = json.loads((repo.path / "runs/ones-0/metrics.json").read_text())
+    assert ones["diverged"] is True and ones["epochs_completed"] < 3
+    summary = json.loads((repo.path / "metrics/summary.json").read_text())
+    assert summary["ones"] == {"runs": 1, "diverged": 1}
+    assert summary["zeros"]["diverged"] == 0 and summary["zeros"]["rank"] == 1
+    shown = repo.run("dvc", "metrics", "show", "--json").stdout
+    assert json.loads(shown) and "NaN" not in shown
+    assert (repo.path / "plots/val_loss.png").stat().st_size > 0
+
+
+def test_corrupt_mirror_is_rejected_by_the_download_stage(tmp_path: Path, mnist_dir: Path) -> None:
+    mirror = tmp_path / "mirror"
+    shutil.copytree(mnist_dir, mirror)
+    (mirror / LABELS).write_bytes((mnist_dir / LABELS).read_bytes()[:-10])
+    folder = write_params(tmp_path / "work", data={"sources": [str(mirror)]})
+    result = run_stage(folder, "download", "--out", "data/raw/mnist")
+    assert result.returncode == 2
+    assert f"could not fetch {LABELS}" in result.stderr and "checksum mismatch" in result.stderr
+    assert MNIST[LABELS] in result.stderr
+    assert not (folder / "data/raw/mnist").exists()
+    assert list((folder / "data/raw").iterdir()) == []
+
+
+def test_all_sources_failing_lists_each_and_explains_the_mirror(tmp_path: Path, serve) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    sources = [serve(empty), "http://127.0.0.1:9/", str(tmp_path / "nowhere")]
+    folder = write_params(tmp_path / "work", data={"sources": sources})
+    result = run_stage(folder, "download", "--out", "data/raw/mnist")
+    assert result.returncode == 2
+    for source, why in zip(sources, ("HTTP Error 404", "Connection refused", "No such file")):
+        assert f"{source}: " in result.stderr and why in result.stderr
+    assert "INITSTUDY_DATA_MIRROR" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_server_error_is_retried_then_the_next_source_used(tmp_path: Path, mnist_dir: Path, serve) -> None:
+    import http.server
+
+    hits = []
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_error(503)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        failing = f"http://127.0.0.1:{server.server_address[1]}/"
+        assert fetch_file(LABELS, MNIST[LABELS], [failing, serve(mnist_dir)], tmp_path) != failing
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(hits) == download.ATTEMPTS_PER_SOURCE
+
+
+def test_a_silent_server_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()  # accepts connections, never answers
+    monkeypatch.setattr(download, "TIMEOUT_SECONDS", 0.5)
+    try:
+        with pytest.raises(DataError, match="timed out"):
+            fetch_file(LABELS, MNIST[LABELS], [f"http://127.0.0.1:{listener.getsockname()[1]}/"], tmp_path)
+    finally:
+        listener.close()
+
+
+def test_an_interrupted_download_leaves_no_partial_file(tmp_path: Path, mnist_dir: Path) -> None:
+    import http.server
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = (mnist_dir / self.path.strip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for i in range(0, len(data), 4096):
+                self.wfile.write(data[i:i + 4096])
+                time.sleep(0.05)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    folder = write_params(tmp_path / "work",
+                          data={"sources": [f"http://127.0.0.1:{server.server_address[1]}/"]})
+    proc = subprocess.Popen([sys.executable, str(ROOT / "src/stages/download.py"), "--out", "data/raw/mnist"],
+                            cwd=folder, env=command_env(folder), stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not any(p.stat().st_size > 0 for p in (folder / "data/raw").rglob("*.part")):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    server.shutdown()
+    server.server_close()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert list((folder / "data/raw").iterdir()) == []
+
+
+def test_staging_left_by_a_hard_kill_is_cleared_on_the_next_run(tmp_path: Path, mnist_dir: Path) -> None:
+    stale = tmp_path / ".mnist.abc123"
+    stale.mkdir()
+    (stale / f".{LABELS}.x.part").write_bytes(b"half")
+    fetch_dataset(MNIST, [str(mnist_dir)], tmp_path / "mnist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist"]
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (lambda d: (d / LABELS).write_bytes(b"\x00\x00\x08\x01" + (10).to_bytes(4, "big") + b"12"),
+         "IDX body holds 2 bytes, header promises 10"),
+        (lambda d: (d / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all"),
+         "cannot read IDX file"),
+    ],
+)
+def test_a_broken_data_file_is_named_by_the_train_stage(tmp_path: Path, mnist_dir: Path, broken, message) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(mnist_dir, data)
+    broken(data)
+    folder = write_params(tmp_path / "work")
+    result = run_stage(folder, "train", "--initializer", "zeros", "--seed", "0", "--data", str(data), "--out", "run")
+    assert result.returncode == 2
+    assert message in result.stderr and str(data) in result.stderr
+    assert "Traceback" not in result.stderr and not (folder / "run").exists()
