@@ -72,7 +72,7 @@ def test_zeros_learns_only_the_output_bias_and_predicts_the_commonest_digit(
 
 
 def test_a_diverging_run_is_recorded_as_diverged(small_split, tmp_path: Path) -> None:
-    params = small_params(tmp_path, optimizer="sgd", learning_rate=1e30, epochs=5)
+    params = small_params(tmp_path, optimizer="sgd", learning_rate=1e38, epochs=5)
     metrics = train_run(small_split, 10, params, "ones", 0, tmp_path / "ones")
     assert metrics["diverged"] is True
     assert metrics["epochs_completed"] < 5  # stopped early by TerminateOnNaN

@@ -11,12 +11,18 @@ from typing import Any
 
 import yaml
 
+from initstudy.download import MIRROR_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("dvc.yaml", "params.yaml", "src", "plots/templates")
 
 
 def command_env(scratch: Path) -> dict[str, str]:
-    """Environment for dvc and git: this interpreter's tools first, no analytics, private dirs."""
+    """Environment for dvc and git: this interpreter's tools first, no analytics, private dirs.
+
+    The data mirror of the calling environment is dropped: a scratch repo uses one only
+    when it is given one explicitly.
+    """
     env = dict(os.environ)
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
@@ -31,6 +37,7 @@ def command_env(scratch: Path) -> dict[str, str]:
         TF_CPP_MIN_LOG_LEVEL="3",
     )
     env.pop("KERAS_BACKEND", None)
+    env.pop(MIRROR_ENV, None)
     return env
 
 
