@@ -21,6 +21,7 @@ SMALL_STUDY = dict(
     data={"train_samples": 1000, "val_samples": 500},
     study={"initializers": ["zeros", "he_normal"], "seeds": [0, 1]},
     train={"epochs": 1},
+    analysis={"reference": "he_normal"},
 )
 
 

@@ -8,58 +8,130 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from scipy import stats
 
-from initstudy.aggregate import load_runs, results_table, summarize
+from initstudy.aggregate import analyze_runs, load_runs, results_table, summarize
 from initstudy.errors import StudyError
 
-
-def run(initializer: str, seed: int, final: float | None, diverged: bool = False, **extra: float) -> dict:
-    """A run's metrics.json; a diverged run may hold null (None) or NaN."""
-    return {
-        "initializer": initializer, "seed": seed, "diverged": diverged,
-        "final_val_accuracy": final, "best_val_accuracy": extra.get("best", final),
-        "final_val_loss": extra.get("loss", None if final is None else 1 - final),
-    }
-
-
-RUNS = pd.DataFrame([
-    run("he_normal", 0, 0.97, best=0.98), run("he_normal", 1, 0.99, best=0.99),
-    run("zeros", 0, 0.1135), run("zeros", 1, 0.1135),
-    run("ones", 0, None, diverged=True), run("ones", 1, 0.5),
-    run("lecun_normal", 0, math.nan, diverged=True),
+# val accuracy per epoch of each (initializer, seed); train accuracy is val + 0.01,
+# train loss 0.1, val loss 0.3, every epoch takes 2 s.
+CURVES = {
+    ("he_normal", 0): [0.90, 0.96, 0.97],
+    ("he_normal", 1): [0.92, 0.98, 0.99],
+    ("he_uniform", 0): [0.91, 0.95, 0.96],
+    ("he_uniform", 1): [0.93, 0.96, 0.98],
+    ("zeros", 0): [0.1135, 0.1135, 0.1135],
+    ("zeros", 1): [0.1135, 0.1135, 0.1135],
+    ("ones", 0): [0.10, math.nan, math.nan],
+    ("ones", 1): [0.10, 0.20, 0.50],
+}
+DIVERGED = {("ones", 0)}
+ORDER = ["zeros", "ones", "he_uniform", "he_normal"]
+TARGET = 0.97
+INIT = pd.DataFrame([
+    {"initializer": i, "seed": s, "layer": layer, "activation_mean": 0.1 * layer, "activation_std": s + layer,
+     "inactive_fraction": 0.0, "gradient_norm": 2.0 * layer}
+    for i in ORDER for s in (0, 1) for layer in (1, 2)
 ])
-ORDER = ["zeros", "ones", "he_normal", "lecun_normal"]
 
 
-def test_statistics_over_seeds() -> None:
-    summary = summarize(RUNS, ORDER)
-    he = summary["he_normal"]
-    assert he["final_val_accuracy"]["mean"] == pytest.approx(0.98)
-    assert he["final_val_accuracy"]["std"] == pytest.approx(math.sqrt(2) * 0.01)  # sample std
-    assert (he["final_val_accuracy"]["min"], he["final_val_accuracy"]["max"]) == (0.97, 0.99)
-    assert he["best_val_accuracy"]["mean"] == pytest.approx(0.985)
-    assert he["final_val_loss"]["mean"] == pytest.approx(0.02)
+def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    epochs = pd.DataFrame([
+        {"initializer": i, "seed": s, "epoch": e + 1, "loss": 0.1, "accuracy": v + 0.01,
+         "val_loss": 0.3, "val_accuracy": v, "epoch_seconds": 2.0}
+        for (i, s), curve in CURVES.items() for e, v in enumerate(curve)
+    ])
+    runs = pd.DataFrame([
+        {"initializer": i, "seed": s, "diverged": (i, s) in DIVERGED, "final_val_accuracy": curve[-1],
+         "best_val_accuracy": max(v for v in curve if not math.isnan(v)), "final_val_loss": 0.3}
+        for (i, s), curve in CURVES.items()
+    ])
+    return analyze_runs(runs, epochs, TARGET), epochs
+
+
+def test_per_run_convergence_stability_and_gap() -> None:
+    runs, _ = tables()
+    he1 = runs.set_index(["initializer", "seed"]).loc[("he_normal", 1)]
+    assert he1.epochs_to_target == 2 and he1.seconds_to_target == 4.0
+    assert he1.val_accuracy_auc == pytest.approx((0.92 + 0.98 + 0.99) / 3)
+    assert he1.jitter == pytest.approx((0.06 + 0.01) / 2)
+    assert he1.accuracy_gap == pytest.approx(0.01) and he1.loss_gap == pytest.approx(0.2)
+    he_uniform0 = runs.set_index(["initializer", "seed"]).loc[("he_uniform", 0)]
+    assert math.isnan(he_uniform0.epochs_to_target)  # never reached 0.97
+
+
+def test_statistics_over_seeds_with_confidence_interval() -> None:
+    summary = summarize(*tables(), ORDER, "he_normal", INIT)["initializers"]
+    final = summary["he_normal"]["final_val_accuracy"]
+    assert final["mean"] == pytest.approx(0.98)
+    assert final["std"] == pytest.approx(math.sqrt(2) * 0.01)  # sample std of 0.97, 0.99
+    assert (final["min"], final["max"]) == (0.97, 0.99)
+    half = 12.706204736 * math.sqrt(2) * 0.01 / math.sqrt(2)  # t(0.975, df=1) · s / √n
+    assert final["ci95_low"] == pytest.approx(0.98 - half) and final["ci95_high"] == pytest.approx(0.98 + half)
+    assert summary["he_normal"]["best_val_accuracy"]["mean"] == pytest.approx(0.98)
     assert summary["zeros"]["final_val_accuracy"]["std"] == 0.0
     assert list(summary) == ORDER
 
 
+def test_convergence_stability_generalization_per_initializer() -> None:
+    summary = summarize(*tables(), ORDER, "he_normal", INIT)["initializers"]
+    he = summary["he_normal"]
+    assert he["convergence"] == pytest.approx(
+        {"epochs_to_target": 2.5, "reached_target": 2, "val_accuracy_auc": (0.9 + 0.96 + 0.97 + 0.92 + 0.98 + 0.99) / 6}
+    )
+    spread = sum(stats.tstd([a, b]) for a, b in zip(CURVES[("he_normal", 0)], CURVES[("he_normal", 1)])) / 3
+    assert he["stability"]["epoch_spread"] == pytest.approx(spread)
+    assert he["generalization"] == pytest.approx({"accuracy_gap": 0.01, "loss_gap": 0.2})
+    assert summary["zeros"]["convergence"]["reached_target"] == 0
+    assert "epochs_to_target" not in summary["zeros"]["convergence"]
+
+
+def test_welch_test_against_the_reference_by_hand() -> None:
+    summary = summarize(*tables(), ORDER, "he_normal", INIT)
+    a, b = [0.96, 0.98], [0.97, 0.99]  # he_uniform, he_normal final val accuracies
+    var_a, var_b = stats.tvar(a) / 2, stats.tvar(b) / 2
+    t = (sum(a) / 2 - sum(b) / 2) / math.sqrt(var_a + var_b)
+    df = (var_a + var_b) ** 2 / (var_a**2 + var_b**2)  # Welch–Satterthwaite, n − 1 = 1
+    expected = 2 * stats.t.sf(abs(t), df)
+    vs = summary["initializers"]["he_uniform"]["vs_reference"]
+    assert vs["difference"] == pytest.approx(-0.01) and vs["p_value"] == pytest.approx(expected)
+    assert "vs_reference" not in summary["initializers"]["he_normal"]
+    he = summary["uniform_vs_normal"]["he"]
+    assert (he["uniform"], he["normal"]) == pytest.approx((0.97, 0.98))
+    assert he["difference"] == pytest.approx(0.01) and he["p_value"] == pytest.approx(expected)
+
+
+def test_the_network_at_init_is_averaged_over_seeds_per_layer() -> None:
+    init = summarize(*tables(), ORDER, "he_normal", INIT)["initializers"]["zeros"]["init"]
+    assert init["layer_2"] == pytest.approx(
+        {"activation_mean": 0.2, "activation_std": 2.5, "inactive_fraction": 0.0, "gradient_norm": 4.0}
+    )
+
+
 def test_diverged_runs_are_counted_but_kept_out_of_the_statistics() -> None:
-    summary = summarize(RUNS, ORDER)
+    summary = summarize(*tables(), ORDER, "he_normal", INIT)["initializers"]
     ones = summary["ones"]
     assert (ones["runs"], ones["diverged"]) == (2, 1)
-    assert ones["final_val_accuracy"] == {"mean": 0.5, "min": 0.5, "max": 0.5}  # no std of one run
-    assert summary["lecun_normal"] == {"runs": 1, "diverged": 1}
+    assert ones["final_val_accuracy"] == {"mean": 0.5, "min": 0.5, "max": 0.5}  # one run: no std, no CI
+    assert ones["stability"]["jitter"] == pytest.approx(0.2)
+
+
+def test_an_initializer_whose_runs_all_diverged_has_counts_only() -> None:
+    runs, epochs = tables()
+    runs.loc[runs.initializer == "ones", "diverged"] = True
+    ones = summarize(runs, epochs, ORDER, "he_normal", INIT)["initializers"]["ones"]
+    assert {k: v for k, v in ones.items() if k != "init"} == {"runs": 2, "diverged": 2}
 
 
 def test_ranking_by_mean_final_val_accuracy() -> None:
-    summary = summarize(RUNS, ORDER)
+    summary = summarize(*tables(), ORDER, "he_normal", INIT)["initializers"]
     assert {n: e.get("rank") for n, e in summary.items()} == {
-        "he_normal": 1, "ones": 2, "zeros": 3, "lecun_normal": None
+        "he_normal": 1, "he_uniform": 2, "ones": 3, "zeros": 4
     }
 
 
 def test_summary_is_strict_json_without_lists() -> None:
-    text = json.dumps(summarize(RUNS, ORDER), allow_nan=False)
+    text = json.dumps(summarize(*tables(), ORDER, "he_normal", INIT), allow_nan=False)
 
     def no_lists(value: object) -> bool:
         return not isinstance(value, list) and (
@@ -69,18 +141,22 @@ def test_summary_is_strict_json_without_lists() -> None:
     assert no_lists(json.loads(text))
 
 
-def test_results_table_lists_best_first() -> None:
-    table = results_table(summarize(RUNS, ORDER)).splitlines()
-    assert "initializer" in table[0]
-    assert "he_normal" in table[2] and "0.9800 ± 0.0141" in table[2]
-    assert "lecun_normal" in table[-1]
+def test_results_tables_list_best_first() -> None:
+    runs, epochs = tables()
+    text = results_table(summarize(runs, epochs, ORDER, "he_normal", INIT), runs, TARGET, "he_normal")
+    ranking = text.split("### Convergence")[0].splitlines()
+    first = next(line for line in ranking if line.startswith("|") and "he_" in line)
+    assert "he_normal" in first and "0.9800 ± 0.0141" in first
+    assert "| he_uniform" in text and "-0.0100" in text
+    assert "epochs to 0.97" in text and "2.5 (2/2)" in text and "never" in text
+    assert "### Uniform vs normal" in text and "| he " in text
 
 
 def test_load_runs_reads_each_run_and_numbers_epochs_from_one(tmp_path: Path) -> None:
     for seed in (0, 1):
         folder = tmp_path / f"zeros-{seed}"
         folder.mkdir()
-        (folder / "metrics.json").write_text(json.dumps(run("zeros", seed, 0.1)))
+        (folder / "metrics.json").write_text(json.dumps({"initializer": "zeros", "seed": seed}))
         (folder / "history.csv").write_text(
             "epoch,accuracy,epoch_seconds,loss,val_accuracy,val_loss\n0,0.1,1.0,2.3,0.1,2.3\n1,0.2,1.0,2.2,0.1,2.2\n"
         )

@@ -104,7 +104,8 @@ def test_a_killed_training_stage_leaves_no_metrics_and_only_it_reruns(trained: W
     assert proc.returncode != 0
     assert (trained.path / "runs" / started[0] / "metrics.json").exists()
     assert not (killed / "metrics.json").exists()
-    assert trained.repro() == {f"train@{started[1]}", "aggregate", "plots"}
+    # diagnose may or may not have run before the kill: DVC orders it freely
+    assert trained.repro() - {"diagnose"} == {f"train@{started[1]}", "aggregate", "plots"}
     trained.run("git", "checkout", "params.yaml")
     trained.repro()
 
@@ -127,13 +128,13 @@ def test_a_second_repro_at_once_fails_with_the_lock_message(trained: Workspace) 
 
 def test_a_diverging_run_is_recorded_and_the_pipeline_goes_on(tmp_path: Path, mnist_dir: Path) -> None:
     repo = Workspace.create(tmp_path / "repo", mirror=str(mnist_dir), **SMALL_STUDY)
-    repo.set_params(study={"initializers": ["ones", "zeros"], "seeds": [0]},
+    repo.set_params(study={"initializers": ["ones", "zeros"], "seeds": [0]}, analysis={"reference": "zeros"},
                     train={"optimizer": "sgd", "learning_rate": 1e38, "epochs": 3})
     repo.repro()
     ones = json.loads((repo.path / "runs/ones-0/metrics.json").read_text())
     assert ones["diverged"] is True and ones["epochs_completed"] < 3
-    summary = json.loads((repo.path / "metrics/summary.json").read_text())
-    assert summary["ones"] == {"runs": 1, "diverged": 1}
+    summary = json.loads((repo.path / "metrics/summary.json").read_text())["initializers"]
+    assert {k: v for k, v in summary["ones"].items() if k != "init"} == {"runs": 1, "diverged": 1}
     assert summary["zeros"]["diverged"] == 0 and summary["zeros"]["rank"] == 1
     shown = repo.run("dvc", "metrics", "show", "--json").stdout
     assert json.loads(shown) and "NaN" not in shown

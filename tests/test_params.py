@@ -80,6 +80,12 @@ def test_misspelt_key_is_unknown_and_the_real_one_missing() -> None:
     assert "train.epoch: unknown key" in message and "Did you mean 'epochs'?" in message
 
 
+def test_the_reference_initializer_must_be_studied() -> None:
+    message = problems(study__initializers=["zeros", "he_normal"])
+    assert "analysis.reference = 'glorot_uniform' is not one of study.initializers (zeros, he_normal)" in message
+    assert problems(analysis__target_accuracy=1.5).count("analysis.target_accuracy = 1.5") == 1
+
+
 def test_every_problem_is_reported_at_once() -> None:
     message = problems(train__epochs=0, model__dropout=2)
     assert "train.epochs" in message and "model.dropout" in message

@@ -29,9 +29,9 @@ def study(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> tuple[Wo
 
 def test_first_repro_runs_every_stage_with_consistent_outputs(study) -> None:
     project, ran = study
-    assert ran == {"check_params", "download", "aggregate", "plots"} | TRAIN
+    assert ran == {"check_params", "download", "diagnose", "aggregate", "plots"} | TRAIN
     root = project.path
-    summary = json.loads((root / "metrics/summary.json").read_text())
+    summary = json.loads((root / "metrics/summary.json").read_text())["initializers"]
     assert list(summary) == ["zeros", "he_normal"]
     finals = [
         json.loads((root / f"runs/he_normal-{s}/metrics.json").read_text())["final_val_accuracy"]
@@ -42,7 +42,8 @@ def test_first_repro_runs_every_stage_with_consistent_outputs(study) -> None:
     epochs = pd.read_csv(root / "metrics/epochs.csv")
     assert len(epochs) == 4 and set(epochs.initializer) == {"zeros", "he_normal"}
     assert "| he_normal" in (root / "metrics/results.md").read_text()
-    for png in ("val_accuracy", "val_loss", "final_val_accuracy"):
+    for png in ("val_accuracy", "val_loss", "final_val_accuracy", "seeds", "train_vs_val",
+                "uniform_vs_normal", "convergence", "init_layers", "init_weights"):
         assert (root / f"plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shown = json.loads(project.run("dvc", "metrics", "show", "--json").stdout)
     assert "he_normal" in json.dumps(shown)
@@ -65,9 +66,10 @@ def test_a_new_initializer_trains_only_its_runs(study) -> None:
     project, _ = study
     project.set_params(study={"initializers": ["zeros", "he_normal", "glorot_uniform"]})
     assert project.repro() == {
-        "check_params", "train@glorot_uniform-0", "train@glorot_uniform-1", "aggregate", "plots"
+        "check_params", "diagnose", "train@glorot_uniform-0", "train@glorot_uniform-1", "aggregate", "plots"
     }
-    assert "glorot_uniform" in json.loads((project.path / "metrics/summary.json").read_text())
+    summary = json.loads((project.path / "metrics/summary.json").read_text())
+    assert "glorot_uniform" in summary["initializers"]
     project.commit("add glorot_uniform")
 
 
@@ -81,7 +83,7 @@ def test_more_epochs_retrain_everything_and_metrics_diff_shows_it(study) -> None
     project.commit("two epochs")
     diff = json.loads(project.run("dvc", "metrics", "diff", "HEAD~1", "--json").stdout)
     changes = diff["metrics/summary.json"]
-    he = changes["he_normal.final_val_accuracy.mean"]
+    he = changes["initializers.he_normal.final_val_accuracy.mean"]
     assert he["old"] != he["new"] and he["diff"] == pytest.approx(he["new"] - he["old"])
 
 

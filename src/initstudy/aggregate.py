@@ -1,13 +1,16 @@
-"""Gather every run of a study into per-initializer statistics and one long per-epoch table."""
+"""Gather every run of a study into per-initializer statistics, analyses and tables."""
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 from initstudy.errors import StudyError
 
@@ -16,6 +19,8 @@ STATISTICS = ("mean", "std", "min", "max")
 EPOCH_COLUMNS = [
     "initializer", "seed", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"
 ]
+FAMILIES = ("glorot", "he", "lecun", "random")
+INIT_MEASURES = ["activation_mean", "activation_std", "inactive_fraction", "gradient_norm"]
 
 
 def run_name(initializer: str, seed: int) -> str:
@@ -40,50 +45,172 @@ def load_runs(
     return pd.DataFrame(runs), pd.concat(epochs, ignore_index=True)[EPOCH_COLUMNS]
 
 
-def summarize(runs: pd.DataFrame, initializers: list[str]) -> dict[str, Any]:
-    """Per initializer: mean, std (over seeds), min and max of each summary metric, run counts, rank.
+def analyze_runs(runs: pd.DataFrame, epochs: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Add to each run its convergence, stability and generalization measures.
 
-    Diverged runs are counted but kept out of the statistics; an initializer whose runs
-    all diverged has no statistics and no rank. Undefined values (std of a single run)
-    are left out, so the JSON never holds NaN.
+    epochs_to_target: first epoch whose val accuracy reaches `target` (NaN: never);
+    seconds_to_target: training seconds until the end of that epoch; val_accuracy_auc:
+    area under the val-accuracy curve divided by the epochs (the mean over epochs);
+    jitter: mean absolute change of val accuracy from one epoch to the next;
+    accuracy_gap: final train − val accuracy; loss_gap: final val − train loss.
     """
-    converged = runs[~runs.diverged.astype(bool)]
-    stats = converged.groupby("initializer")[list(SUMMARY_METRICS)].agg(list(STATISTICS))
-    counts = runs.groupby("initializer").agg(runs=("seed", "size"), diverged=("diverged", "sum"))
-    rank = stats[("final_val_accuracy", "mean")].rank(ascending=False, method="min")
+    rows = []
+    for (initializer, seed), run in epochs.sort_values("epoch").groupby(["initializer", "seed"]):
+        reached = run.val_accuracy >= target
+        last = run.iloc[-1]
+        rows.append({
+            "initializer": initializer,
+            "seed": seed,
+            "epochs_to_target": run.epoch[reached].min(),
+            "seconds_to_target": run.epoch_seconds.cumsum()[reached].min(),
+            "val_accuracy_auc": run.val_accuracy.mean(),
+            "jitter": run.val_accuracy.diff().abs().mean(),
+            "accuracy_gap": last.accuracy - last.val_accuracy,
+            "loss_gap": last.val_loss - last.loss,
+        })
+    return runs.merge(pd.DataFrame(rows), on=["initializer", "seed"], how="left")
+
+
+def welch(a: pd.Series, b: pd.Series) -> dict[str, float]:
+    """Difference of means and the p-value of Welch's t-test (NaN where undefined)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        p_value = stats.ttest_ind(a, b, equal_var=False).pvalue if len(a) > 1 and len(b) > 1 else math.nan
+    return {"difference": a.mean() - b.mean(), "p_value": float(p_value)}
+
+
+def _finite(tree: Any) -> Any:
+    """The tree with plain floats and ints, and without NaN or infinite values."""
+    if isinstance(tree, dict):
+        cleaned = {k: _finite(v) for k, v in tree.items()}
+        return {k: v for k, v in cleaned.items() if v is not None and v != {}}
+    if isinstance(tree, (bool, np.bool_)):
+        return bool(tree)
+    if isinstance(tree, (int, np.integer)):
+        return int(tree)
+    value = float(tree)
+    return value if math.isfinite(value) else None
+
+
+def _statistics(values: pd.Series) -> dict[str, float]:
+    """Mean, sample std, min, max and the 95% confidence interval of the mean (t distribution)."""
+    n, mean, std = len(values), values.mean(), values.std()
+    half = stats.t.ppf(0.975, n - 1) * std / math.sqrt(n) if n > 1 else math.nan
+    return {"mean": mean, "std": std, "min": values.min(), "max": values.max(),
+            "ci95_low": mean - half, "ci95_high": mean + half}
+
+
+def summarize(
+    runs: pd.DataFrame, epochs: pd.DataFrame, initializers: list[str], reference: str,
+    init_layers: pd.DataFrame,
+) -> dict[str, Any]:
+    """Per initializer: statistics over seeds, convergence, stability, generalization,
+    Welch's t-test against `reference`, and the network at initialization (per layer,
+    the mean over seeds of the diagnose stage's measures); plus uniform vs normal per family.
+
+    `runs` is the output of analyze_runs. Diverged runs are counted but kept out of every
+    statistic; an initializer whose runs all diverged has counts only. Undefined values
+    (the std of one run, a test without variance) are left out, so the JSON holds no NaN.
+    """
+    diverged = runs.diverged.astype(bool)
+    converged = runs[~diverged]
+    kept = epochs.merge(converged[["initializer", "seed"]], on=["initializer", "seed"])
+    spread = kept.groupby(["initializer", "epoch"]).val_accuracy.std().groupby("initializer").mean()
+    final = {name: g.final_val_accuracy for name, g in converged.groupby("initializer")}
+    means = pd.Series({name: values.mean() for name, values in final.items()}, dtype=float)
+    rank = means.rank(ascending=False, method="min")
+    at_init = init_layers.groupby(["initializer", "layer"])[INIT_MEASURES].mean()
     summary: dict[str, Any] = {}
-    for initializer in initializers:
+    for name in initializers:
         entry: dict[str, Any] = {
-            "runs": int(counts.at[initializer, "runs"]),
-            "diverged": int(counts.at[initializer, "diverged"]),
+            "runs": int((runs.initializer == name).sum()),
+            "diverged": int(diverged[runs.initializer == name].sum()),
         }
-        if initializer in stats.index:
-            entry["rank"] = int(rank[initializer])
-            for metric in SUMMARY_METRICS:
-                values = stats.loc[initializer, metric].items()
-                entry[metric] = {k: float(v) for k, v in values if math.isfinite(v)}
-        summary[initializer] = entry
-    return summary
+        if name in at_init.index:
+            entry["init"] = {f"layer_{layer}": row.to_dict() for layer, row in at_init.loc[name].iterrows()}
+        group = converged[converged.initializer == name]
+        if len(group):
+            entry["rank"] = int(rank[name])
+            entry |= {metric: _statistics(group[metric]) for metric in SUMMARY_METRICS}
+            entry["convergence"] = {
+                "epochs_to_target": group.epochs_to_target.mean(),
+                "reached_target": int(group.epochs_to_target.notna().sum()),
+                "val_accuracy_auc": group.val_accuracy_auc.mean(),
+            }
+            entry["stability"] = {"epoch_spread": spread.get(name, math.nan), "jitter": group.jitter.mean()}
+            entry["generalization"] = {
+                "accuracy_gap": group.accuracy_gap.mean(), "loss_gap": group.loss_gap.mean()
+            }
+            if name != reference and reference in final:
+                entry["vs_reference"] = welch(final[name], final[reference])
+        summary[name] = entry
+    families = {
+        family: {"uniform": final[u].mean(), "normal": final[n].mean()} | welch(final[n], final[u])
+        for family in FAMILIES
+        if (u := f"{family}_uniform") in final and (n := f"{family}_normal") in final
+    }
+    return _finite({"initializers": summary, "uniform_vs_normal": families})
 
 
-def _mean_std(stats: dict[str, float]) -> str:
-    if "mean" not in stats:
+def _mean_std(stats_: dict[str, float], digits: int = 4) -> str:
+    if "mean" not in stats_:
         return "–"
-    return f"{stats['mean']:.4f} ± {stats['std']:.4f}" if "std" in stats else f"{stats['mean']:.4f}"
+    text = f"{stats_['mean']:.{digits}f}"
+    return f"{text} ± {stats_['std']:.{digits}f}" if "std" in stats_ else text
 
 
-def results_table(summary: dict[str, Any]) -> str:
-    """The summary as a markdown table, best initializer first."""
-    rows = [
+def _number(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}" if value >= 0.001 else "<0.001"
+
+
+def results_table(summary: dict[str, Any], runs: pd.DataFrame, target: float, reference: str) -> str:
+    """The summary as markdown tables, best initializer first."""
+    entries = sorted(summary["initializers"].items(), key=lambda kv: kv[1].get("rank", math.inf))
+    seconds = runs[~runs.diverged.astype(bool)].groupby("initializer").seconds_to_target.mean()
+    ranking = pd.DataFrame([
         {
-            "rank": entry.get("rank", "–"),
+            "rank": e.get("rank", "–"),
             "initializer": name,
-            "final val accuracy": _mean_std(entry.get("final_val_accuracy", {})),
-            "best val accuracy": _mean_std(entry.get("best_val_accuracy", {})),
-            "final val loss": _mean_std(entry.get("final_val_loss", {})),
-            "runs": entry["runs"],
-            "diverged": entry["diverged"],
+            "final val accuracy": _mean_std(e.get("final_val_accuracy", {})),
+            "95% CI": (f"{e['final_val_accuracy']['ci95_low']:.4f}–{e['final_val_accuracy']['ci95_high']:.4f}"
+                       if "ci95_low" in e.get("final_val_accuracy", {}) else "–"),
+            f"vs {reference} (p)": (f"{e['vs_reference']['difference']:+.4f} ({_p(e['vs_reference'].get('p_value'))})"
+                                    if "vs_reference" in e else "–"),
+            "best val accuracy": _mean_std(e.get("best_val_accuracy", {})),
+            "final val loss": _mean_std(e.get("final_val_loss", {})),
+            "runs": e["runs"],
+            "diverged": e["diverged"],
         }
-        for name, entry in sorted(summary.items(), key=lambda kv: kv[1].get("rank", math.inf))
+        for name, e in entries
+    ])
+    dynamics = pd.DataFrame([
+        {
+            "initializer": name,
+            f"epochs to {target:g}": (f"{c['epochs_to_target']:.1f} ({c['reached_target']}/{e['runs']})"
+                                      if "epochs_to_target" in (c := e.get("convergence", {})) else "never"),
+            f"seconds to {target:g}": _number(None if math.isnan(s := seconds.get(name, math.nan)) else s, 1),
+            "val acc AUC": _number(e.get("convergence", {}).get("val_accuracy_auc")),
+            "epoch spread": _number(e.get("stability", {}).get("epoch_spread")),
+            "jitter": _number(e.get("stability", {}).get("jitter")),
+            "accuracy gap": _number(e.get("generalization", {}).get("accuracy_gap")),
+            "loss gap": _number(e.get("generalization", {}).get("loss_gap")),
+        }
+        for name, e in entries
+    ])
+    families = pd.DataFrame([
+        {"family": family, "uniform": _number(f["uniform"]), "normal": _number(f["normal"]),
+         "normal − uniform": f"{f['difference']:+.4f}", "p (Welch)": _p(f.get("p_value"))}
+        for family, f in summary["uniform_vs_normal"].items()
+    ])
+    parts = [
+        "### Final accuracy\n", ranking.to_markdown(index=False),
+        f"\n\n### Convergence, stability, generalization (target val accuracy {target:g})\n",
+        dynamics.to_markdown(index=False),
     ]
-    return pd.DataFrame(rows).to_markdown(index=False) + "\n"
+    if len(families):
+        parts += ["\n\n### Uniform vs normal (final val accuracy)\n", families.to_markdown(index=False)]
+    return "".join(parts) + "\n"

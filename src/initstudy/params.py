@@ -16,6 +16,7 @@ from pydantic import (
     StrictInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from initstudy.errors import StudyError
@@ -100,12 +101,32 @@ class PlotParams(_Section):
     dpi: StrictInt = Field(gt=0)
 
 
+class DiagnosticsParams(_Section):
+    batch_size: StrictInt = Field(gt=0)
+
+
+class AnalysisParams(_Section):
+    target_accuracy: float = Field(gt=0, le=1)
+    reference: Initializer
+
+
 class Params(_Section):
     data: DataParams
     study: StudyParams
     model: ModelParams
     train: TrainParams
+    diagnostics: DiagnosticsParams
+    analysis: AnalysisParams
     plots: PlotParams
+
+    @model_validator(mode="after")
+    def _reference_is_studied(self) -> Params:
+        if self.analysis.reference not in self.study.initializers:
+            raise ValueError(
+                f"analysis.reference = {self.analysis.reference!r} is not one of "
+                f"study.initializers ({', '.join(self.study.initializers)})"
+            )
+        return self
 
 
 def _key(loc: tuple[int | str, ...]) -> str:
@@ -143,7 +164,10 @@ def _describe(error: dict[str, Any]) -> str:
             f"{key}: unknown key; allowed here: {', '.join(allowed)}."
             + _hint(loc[-1], allowed)
         )
-    line = f"{key} = {error['input']!r}: {error['msg']}"
+    message = error["msg"].removeprefix("Value error, ")
+    if not loc:  # a rule across sections: its message names the keys
+        return message
+    line = f"{key} = {error['input']!r}: {message}"
     if error["type"] == "literal_error":
         line += "." + _hint(error["input"], re.findall(r"'([^']*)'", error["ctx"]["expected"]))
     return line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ def curves(epochs: pd.DataFrame, metric: str, path: Path, dpi: int) -> None:
 def final_accuracy(summary: dict[str, Any], epochs: pd.DataFrame, path: Path, dpi: int) -> None:
     """Final validation accuracy per initializer: mean ± std and a dot per seed; right: zoomed."""
     finals = epochs.sort_values("epoch").groupby(["initializer", "seed"], sort=False).last()
+    summary = summary["initializers"]
     colors = _colors(list(summary))
     means = pd.Series({n: e["final_val_accuracy"]["mean"] for n, e in summary.items()
                        if "final_val_accuracy" in e}).sort_values()
@@ -92,5 +94,133 @@ def final_accuracy(summary: dict[str, Any], epochs: pd.DataFrame, path: Path, dp
         ax.grid(alpha=0.3)
     axes[0].set_xlim(0, 1)
     fig.suptitle("Final validation accuracy (marker: mean ± std over seeds; dots: single seeds)")
+    fig.tight_layout()
+    _save(fig, path, dpi)
+
+
+def _grid(
+    names: list[str], ncols: int = 4, sharex: bool = True
+) -> tuple[plt.Figure, dict[str, plt.Axes]]:
+    """A panel per name, `ncols` to a row; unused panels hidden."""
+    nrows = math.ceil(len(names) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.6 * nrows), sharex=sharex, squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    panels = dict(zip(names, axes.flat))
+    for name, ax in panels.items():
+        ax.set_title(name, fontsize="medium")
+        ax.grid(alpha=0.3)
+        if sharex:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig, panels
+
+
+def seeds(epochs: pd.DataFrame, path: Path, dpi: int) -> None:
+    """Stability: every seed's validation accuracy curve, a panel per initializer."""
+    names = list(dict.fromkeys(epochs.initializer))
+    colors = _colors(names)
+    fig, panels = _grid(names)
+    for (name, seed), run in epochs.groupby(["initializer", "seed"], sort=False):
+        panels[name].plot(run.epoch, run.val_accuracy, color=colors[name], alpha=0.8, linewidth=1)
+    fig.suptitle("Validation accuracy of every seed (stability from seed to seed)")
+    fig.supxlabel("epoch")
+    fig.tight_layout()
+    _save(fig, path, dpi)
+
+
+def train_vs_val(epochs: pd.DataFrame, path: Path, dpi: int) -> None:
+    """Generalization: mean training (dashed) and validation (solid) accuracy per initializer."""
+    names = list(dict.fromkeys(epochs.initializer))
+    colors = _colors(names)
+    means = epochs.groupby(["initializer", "epoch"], sort=False)[["accuracy", "val_accuracy"]].mean()
+    fig, panels = _grid(names)
+    for name, ax in panels.items():
+        curve = means.loc[name]
+        ax.plot(curve.index, curve.accuracy, "--", color=colors[name], label="train")
+        ax.plot(curve.index, curve.val_accuracy, "-", color=colors[name], label="validation")
+    next(iter(panels.values())).legend(fontsize="small")
+    fig.suptitle("Training (dashed) vs validation (solid) accuracy, mean over seeds")
+    fig.supxlabel("epoch")
+    fig.tight_layout()
+    _save(fig, path, dpi)
+
+
+def uniform_vs_normal(epochs: pd.DataFrame, families: list[str], path: Path, dpi: int) -> None:
+    """A panel per family (glorot, he, …): its uniform and normal variants, mean ± std over seeds."""
+    stats = epochs.groupby(["initializer", "epoch"]).val_accuracy.agg(["mean", "std"]).fillna({"std": 0.0})
+    shown = [f for f in families if {f"{f}_uniform", f"{f}_normal"} <= set(epochs.initializer)]
+    fig, panels = _grid(shown or ["no uniform/normal pair in this study"], ncols=max(len(shown), 1))
+    for family in shown:
+        for variant, style in (("uniform", "-"), ("normal", "--")):
+            curve = stats.loc[f"{family}_{variant}"]
+            line, = panels[family].plot(curve.index, curve["mean"], style, label=variant)
+            panels[family].fill_between(curve.index, curve["mean"] - curve["std"],
+                                        curve["mean"] + curve["std"], color=line.get_color(), alpha=0.2)
+        panels[family].legend(fontsize="small")
+    fig.suptitle("Uniform vs normal: validation accuracy (mean ± std over seeds)")
+    fig.supxlabel("epoch")
+    fig.tight_layout()
+    _save(fig, path, dpi)
+
+
+def convergence(runs: pd.DataFrame, target: float, path: Path, dpi: int) -> None:
+    """Epochs until validation accuracy first reaches `target`: a dot per seed, a bar for the mean."""
+    runs = runs[~runs.diverged.astype(bool)]
+    names = list(dict.fromkeys(runs.initializer))
+    colors = _colors(names)
+    means = runs.groupby("initializer", sort=False).epochs_to_target.mean()
+    order = sorted(names, key=lambda n: -means[n] if not math.isnan(means[n]) else -math.inf)
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(order) + 1.8))
+    for y, name in enumerate(order):
+        if math.isnan(means[name]):
+            ax.text(0.1, y, "never reached", va="center", fontsize="small", color="gray")
+            continue
+        ax.barh(y, means[name], color=colors[name], alpha=0.5)
+        reached = runs[runs.initializer == name].epochs_to_target.dropna()
+        ax.plot(reached, [y] * len(reached), "k.", markersize=5)
+    ax.set_yticks(range(len(order)), order)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel=f"epochs until validation accuracy ≥ {target:g}",
+           title="Convergence speed (bar: mean over seeds that reached it; dots: seeds)")
+    ax.grid(axis="x", alpha=0.3)
+    _save(fig, path, dpi)
+
+
+def init_layers(layers: pd.DataFrame, path: Path, dpi: int) -> None:
+    """At initialization, by layer: output std, kernel gradient norm, inactive units; mean over seeds."""
+    names = list(dict.fromkeys(layers.initializer))
+    colors = _colors(names)
+    means = layers.groupby(["initializer", "layer"], sort=False).mean(numeric_only=True)
+    panels = [("activation_std", "std of the layer's outputs", "log"),
+              ("gradient_norm", "norm of the loss gradient w.r.t. the kernel", "log"),
+              ("inactive_fraction", "dead (ReLU) or saturated (tanh, sigmoid) units", "linear")]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, (column, title, scale) in zip(axes, panels):
+        for name in names:
+            curve = means.loc[name, column]
+            # zeros give exact 0: drawn at the bottom of a log axis instead of disappearing
+            values = curve.clip(lower=1e-8) if scale == "log" else curve
+            ax.plot(curve.index, values, "o-", color=colors[name], label=name)
+        ax.set_yscale(scale)
+        ax.set(xlabel="Dense layer (last: output)", title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize="small", loc="center left",
+               bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle("The network at initialization, on one batch of training data (values ≤ 1e-8 drawn at 1e-8)")
+    fig.tight_layout()
+    _save(fig, path, dpi)
+
+
+def init_weights(histograms: pd.DataFrame, path: Path, dpi: int) -> None:
+    """Histograms of each layer's initial kernel weights, a panel per initializer."""
+    names = list(dict.fromkeys(histograms.initializer))
+    fig, panels = _grid(names, sharex=False)
+    for (name, layer), h in histograms.groupby(["initializer", "layer"], sort=False):
+        share = h["count"] / h["count"].sum()
+        panels[name].stairs(share, [*h.bin_low, h.bin_high.iloc[-1]], label=f"layer {layer}")
+    next(iter(panels.values())).legend(fontsize="x-small")
+    fig.suptitle("Initial kernel weights per layer (share of weights per bin; first seed)")
+    fig.supxlabel("weight value")
     fig.tight_layout()
     _save(fig, path, dpi)

@@ -1,11 +1,13 @@
-"""DVC stage `aggregate`: per-initializer statistics, the per-epoch table, a results table."""
+"""DVC stage `aggregate`: per-initializer statistics and analyses, per-run and per-epoch tables."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from initstudy.aggregate import load_runs, results_table, summarize
+import pandas as pd
+
+from initstudy.aggregate import analyze_runs, load_runs, results_table, summarize
 from initstudy.atomic import write_json, write_text
 from initstudy.errors import stage_main
 from initstudy.params import load_params
@@ -15,13 +17,19 @@ from initstudy.params import load_params
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=Path, default=Path("runs"))
+    parser.add_argument("--init", type=Path, default=Path("metrics/init_layers.csv"),
+                        help="the diagnose stage's table of the networks at initialization")
     parser.add_argument("--out", type=Path, default=Path("metrics"))
     args = parser.parse_args()
-    study = load_params().study
+    params = load_params()
+    study, analysis = params.study, params.analysis
     runs, epochs = load_runs(args.runs, study.initializers, study.seeds)
-    summary = summarize(runs, study.initializers)
+    runs = analyze_runs(runs, epochs, analysis.target_accuracy)
+    summary = summarize(runs, epochs, study.initializers, analysis.reference, pd.read_csv(args.init))
     write_text(args.out / "epochs.csv", epochs.to_csv(index=False))
-    write_text(args.out / "results.md", results_table(summary))
+    write_text(args.out / "runs.csv", runs.to_csv(index=False))
+    write_text(args.out / "results.md",
+               results_table(summary, runs, analysis.target_accuracy, analysis.reference))
     write_json(args.out / "summary.json", summary)
 
 

@@ -10,7 +10,16 @@ import pandas as pd
 
 from initstudy.errors import stage_main
 from initstudy.params import load_params
-from initstudy.plotting import curves, final_accuracy
+from initstudy.plotting import (
+    convergence,
+    curves,
+    final_accuracy,
+    init_layers,
+    init_weights,
+    seeds,
+    train_vs_val,
+    uniform_vs_normal,
+)
 
 
 @stage_main
@@ -19,12 +28,20 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, default=Path("metrics"))
     parser.add_argument("--out", type=Path, default=Path("plots"))
     args = parser.parse_args()
-    dpi = load_params().plots.dpi
+    params = load_params()
+    dpi = params.plots.dpi
     epochs = pd.read_csv(args.metrics / "epochs.csv")
+    runs = pd.read_csv(args.metrics / "runs.csv")
     summary = json.loads((args.metrics / "summary.json").read_text())
     for metric in ("val_accuracy", "val_loss"):
         curves(epochs, metric, args.out / f"{metric}.png", dpi)
     final_accuracy(summary, epochs, args.out / "final_val_accuracy.png", dpi)
+    seeds(epochs, args.out / "seeds.png", dpi)
+    train_vs_val(epochs, args.out / "train_vs_val.png", dpi)
+    uniform_vs_normal(epochs, list(summary["uniform_vs_normal"]), args.out / "uniform_vs_normal.png", dpi)
+    convergence(runs, params.analysis.target_accuracy, args.out / "convergence.png", dpi)
+    init_layers(pd.read_csv(args.metrics / "init_layers.csv"), args.out / "init_layers.png", dpi)
+    init_weights(pd.read_csv(args.metrics / "init_histograms.csv"), args.out / "init_weights.png", dpi)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,111 @@
+"""The textbook criteria of a good initialization, measured on the network before training.
+
+For one batch of training data: per Dense layer, the mean and std of its outputs, the
+fraction of inactive units (ReLU-like units that never fire on the batch, or tanh and
+sigmoid outputs in their flat tails), the norm of the loss gradient with respect to its
+kernel, and a histogram of its initial weights.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pandas as pd
+
+from initstudy.datasets import Split
+from initstudy.models import build_mlp
+from initstudy.params import ModelParams
+
+SATURATING = {"tanh": 0.99, "sigmoid": 0.99}  # |tanh| or |2·sigmoid − 1| beyond this is flat
+HISTOGRAM_BINS = 40
+
+
+def initial_model(split: Split, n_classes: int, model: ModelParams, initializer: str, seed: int) -> keras.Model:
+    """The model exactly as the train stage starts it: same seed, same calls, same weights."""
+    keras.utils.set_random_seed(seed)
+    return build_mlp(split.x_train.shape[1:], n_classes, model, initializer)
+
+
+def kernel_gradients(model: keras.Model, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """Gradient of the mean cross-entropy on (x, y) with respect to each Dense kernel, dropout off."""
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    variables = model.trainable_variables
+    if keras.backend.backend() == "jax":
+        import jax
+
+        frozen = [v.value for v in model.non_trainable_variables]
+
+        def loss(values: list) -> float:
+            predictions, _ = model.stateless_call(values, frozen, x, training=False)
+            return loss_fn(y, predictions)
+
+        grads = jax.grad(loss)([v.value for v in variables])
+    else:
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            value = loss_fn(y, model(x, training=False))
+        grads = tape.gradient(value, variables)
+    return [np.asarray(g) for v, g in zip(variables, grads) if v.path.endswith("kernel")]
+
+
+def _inactive_fraction(outputs: np.ndarray, activation: str) -> float:
+    if activation in SATURATING:
+        centred = 2 * outputs - 1 if activation == "sigmoid" else outputs
+        return float(np.mean(np.abs(centred) > SATURATING[activation]))
+    return float(np.mean(outputs.max(axis=0) <= 0))  # units silent on every sample
+
+
+def layer_report(model: keras.Model, x: np.ndarray, y: np.ndarray, activation: str) -> pd.DataFrame:
+    """A row per Dense layer: output mean and std, inactive fraction, kernel gradient norm, weight std."""
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    probe = keras.Model(model.inputs, [layer.output for layer in dense])
+    outputs = [np.asarray(o) for o in probe(x, training=False)]
+    gradients = kernel_gradients(model, x, y)
+    rows = []
+    for index, (layer, out, grad) in enumerate(zip(dense, outputs, gradients), start=1):
+        hidden = index < len(dense)
+        rows.append({
+            "layer": index,
+            "units": layer.units,
+            "activation_mean": float(out.mean()),
+            "activation_std": float(out.std()),
+            "inactive_fraction": _inactive_fraction(out, activation) if hidden else float("nan"),
+            "gradient_norm": float(np.linalg.norm(grad)),
+            "weight_std": float(np.asarray(layer.kernel).std()),
+        })
+    return pd.DataFrame(rows)
+
+
+def weight_histograms(model: keras.Model) -> pd.DataFrame:
+    """A row per Dense layer and histogram bin of its initial kernel."""
+    rows = []
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    for index, layer in enumerate(dense, start=1):
+        kernel = np.asarray(layer.kernel).ravel()
+        low, high = kernel.min(), kernel.max()
+        counts, edges = np.histogram(kernel, bins=HISTOGRAM_BINS, range=(low, high) if high > low else (low - 0.5, high + 0.5))
+        rows += [{"layer": index, "bin_low": a, "bin_high": b, "count": int(c)}
+                 for a, b, c in zip(edges[:-1], edges[1:], counts)]
+    return pd.DataFrame(rows)
+
+
+def diagnose_study(
+    split: Split, n_classes: int, model: ModelParams, initializers: list[str], seeds: list[int], batch: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Layer reports of every (initializer, seed) on the first `batch` training samples,
+    and the weight histograms of each initializer's first seed."""
+    x, y = split.x_train[:batch], split.y_train[:batch]
+    layers, histograms = [], []
+    for initializer in initializers:
+        for seed in seeds:
+            network = initial_model(split, n_classes, model, initializer, seed)
+            report = layer_report(network, x, y, model.activation)
+            layers.append(report.assign(initializer=initializer, seed=seed))
+            if seed == seeds[0]:
+                histograms.append(weight_histograms(network).assign(initializer=initializer))
+    columns = ["initializer", "seed"]
+    layers_table = pd.concat(layers, ignore_index=True)
+    hist_table = pd.concat(histograms, ignore_index=True)
+    return (layers_table[columns + [c for c in layers_table if c not in columns]],
+            hist_table[["initializer"] + [c for c in hist_table if c != "initializer"]])

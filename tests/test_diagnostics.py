@@ -1,0 +1,69 @@
+"""The network at initialization, measured on tiny networks with known answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from initstudy.datasets import Split
+from initstudy.diagnostics import diagnose_study, initial_model, layer_report, weight_histograms
+from initstudy.params import ModelParams
+
+RNG = np.random.default_rng(0)
+SPLIT = Split(RNG.random((256, 8, 8), dtype=np.float32), RNG.integers(0, 10, 256),
+              RNG.random((16, 8, 8), dtype=np.float32), RNG.integers(0, 10, 16))
+RELU = ModelParams(hidden_units=[64, 64, 64], activation="relu", dropout=0.2, bias_initializer="zeros")
+
+
+def report(initializer: str, params: ModelParams = RELU, seed: int = 0):
+    model = initial_model(SPLIT, 10, params, initializer, seed)
+    return layer_report(model, SPLIT.x_train, SPLIT.y_train, params.activation)
+
+
+def test_zeros_give_zero_activations_and_zero_kernel_gradients() -> None:
+    rows = report("zeros")
+    hidden = rows[rows.layer < 4]
+    assert (hidden.activation_mean == 0).all() and (hidden.activation_std == 0).all()
+    assert (rows.gradient_norm == 0).all()  # the output kernel too: its inputs are all zero
+    assert (hidden.inactive_fraction == 1).all()  # every ReLU is silent
+    assert (rows.weight_std == 0).all()
+
+
+def test_he_keeps_relu_activations_at_scale_and_small_normal_shrinks_them() -> None:
+    he = report("he_normal").set_index("layer").activation_std
+    small = report("random_normal").set_index("layer").activation_std  # stddev 0.05
+    assert 0.5 < he[3] / he[1] < 2.0
+    assert small[3] / small[1] < 0.1
+
+
+def test_ones_saturate_tanh() -> None:
+    tanh = RELU.model_copy(update={"activation": "tanh"})
+    rows = report("ones", tanh)
+    assert (rows[rows.layer < 4].inactive_fraction > 0.99).all()
+    assert rows.inactive_fraction.isna().iloc[-1]  # not measured on the softmax output
+
+
+def test_same_seed_same_network_other_seed_other_network() -> None:
+    a, b, c = report("glorot_uniform", seed=1), report("glorot_uniform", seed=1), report("glorot_uniform", seed=2)
+    assert a.equals(b) and not a.equals(c)
+
+
+def test_gradient_norms_are_positive_for_a_random_init() -> None:
+    assert (report("glorot_uniform").gradient_norm > 0).all()
+
+
+def test_weight_histograms_count_every_weight_once() -> None:
+    model = initial_model(SPLIT, 10, RELU, "he_uniform", 0)
+    hist = weight_histograms(model)
+    counts = hist.groupby("layer")["count"].sum()
+    assert list(counts) == [64 * 64, 64 * 64, 64 * 64, 64 * 10]
+    ones = weight_histograms(initial_model(SPLIT, 10, RELU, "ones", 0))
+    assert ones.groupby("layer")["count"].max().tolist() == [64 * 64, 64 * 64, 64 * 64, 64 * 10]
+
+
+def test_diagnose_study_covers_every_run(tmp_path: Path) -> None:
+    layers, hist = diagnose_study(SPLIT, 10, RELU, ["zeros", "he_normal"], [0, 1], batch=32)
+    assert len(layers) == 2 * 2 * 4 and set(hist.initializer) == {"zeros", "he_normal"}
+    assert list(layers.columns[:3]) == ["initializer", "seed", "layer"]
