@@ -179,6 +179,7 @@ def convergence(runs: pd.DataFrame, target: float, path: Path, dpi: int) -> None
         reached = runs[runs.initializer == name].epochs_to_target.dropna()
         ax.plot(reached, [y] * len(reached), "k.", markersize=5)
     ax.set_yticks(range(len(order)), order)
+    ax.set_ylim(-0.7, len(order) - 0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel=f"epochs until validation accuracy ≥ {target:g}",
            title="Convergence speed (bar: mean over seeds that reached it; dots: seeds)")
