@@ -22,4 +22,4 @@ test: setup
 	$(RUN) $(BIN)/python -m pytest
 
 bench: setup
-	$(RUN) $(BIN)/python bench/benchmark.py
+	$(RUN) $(BIN)/python bench/benchmark.py $(BENCH_ARGS)

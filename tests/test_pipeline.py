@@ -33,6 +33,7 @@ def test_first_repro_runs_every_stage_with_consistent_outputs(study) -> None:
     root = project.path
     summary = json.loads((root / "metrics/summary.json").read_text())["initializers"]
     assert list(summary) == ["zeros", "he_normal"]
+    assert json.loads((root / "metrics/summary.json").read_text())["uniform_vs_normal"] == {}
     finals = [
         json.loads((root / f"runs/he_normal-{s}/metrics.json").read_text())["final_val_accuracy"]
         for s in (0, 1)

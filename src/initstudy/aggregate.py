@@ -149,7 +149,7 @@ def summarize(
         for family in FAMILIES
         if (u := f"{family}_uniform") in final and (n := f"{family}_normal") in final
     }
-    return _finite({"initializers": summary, "uniform_vs_normal": families})
+    return {"initializers": _finite(summary), "uniform_vs_normal": _finite(families)}
 
 
 def _mean_std(stats_: dict[str, float], digits: int = 4) -> str:

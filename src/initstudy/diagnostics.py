@@ -60,7 +60,7 @@ def layer_report(model: keras.Model, x: np.ndarray, y: np.ndarray, activation: s
     """A row per Dense layer: output mean and std, inactive fraction, kernel gradient norm, weight std."""
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     probe = keras.Model(model.inputs, [layer.output for layer in dense])
-    outputs = [np.asarray(o) for o in probe(x, training=False)]
+    outputs = [np.asarray(o) for o in probe([x], training=False)]
     gradients = kernel_gradients(model, x, y)
     rows = []
     for index, (layer, out, grad) in enumerate(zip(dense, outputs, gradients), start=1):
