@@ -126,7 +126,7 @@ def epoch_section(data: Path, epochs: int, scratch: Path) -> list[str]:
 
 
 def stage_section() -> list[str]:
-    """No-op repro of this repo, and the aggregate and plots stages on its runs."""
+    """No-op repro of this repo, and the aggregate and plotting stages on its results."""
     env = command_env(ROOT.parent)
     status = subprocess.run(["dvc", "status", "--json"], cwd=ROOT, env=env, capture_output=True, text=True)
     if status.returncode != 0 or json.loads(status.stdout or "{}"):
@@ -137,7 +137,8 @@ def stage_section() -> list[str]:
     probe = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
              "print('frameworks imported:', [m for m in ('tensorflow', 'jax', 'keras') if m in sys.modules])")
     with tempfile.TemporaryDirectory() as out:
-        for stage, args in (("aggregate", ["--out", out]), ("plots", ["--out", out])):
+        for stage, args in (("aggregate", ["--out", out]), ("plots", ["--out", out]),
+                            ("plots_init", ["--out", out])):
             wall, peak, text = run_measured(
                 [sys.executable, "-c", probe, str(STAGES / f"{stage}.py"), *args], ROOT, env)
             lines.append(f"- `{stage}` stage: {wall:.2f} s, peak {peak:.0f} MiB, {text.strip().splitlines()[-1]}")

@@ -29,7 +29,7 @@ def study(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> tuple[Wo
 
 def test_first_repro_runs_every_stage_with_consistent_outputs(study) -> None:
     project, ran = study
-    assert ran == {"check_params", "download", "diagnose", "aggregate", "plots"} | TRAIN
+    assert ran == {"check_params", "download", "diagnose", "aggregate", "plots", "plots_init"} | TRAIN
     root = project.path
     summary = json.loads((root / "metrics/summary.json").read_text())["initializers"]
     assert list(summary) == ["zeros", "he_normal"]
@@ -43,8 +43,8 @@ def test_first_repro_runs_every_stage_with_consistent_outputs(study) -> None:
     epochs = pd.read_csv(root / "metrics/epochs.csv")
     assert len(epochs) == 4 and set(epochs.initializer) == {"zeros", "he_normal"}
     assert "| he_normal" in (root / "metrics/results.md").read_text()
-    for png in ("val_accuracy", "val_loss", "final_val_accuracy", "seeds", "train_vs_val",
-                "uniform_vs_normal", "convergence", "init_layers", "init_weights"):
+    for png in ("val_accuracy", "val_loss", "final_val_accuracy", "seeds", "uniform_vs_normal",
+                "convergence", "init_layers", "init_weights"):
         assert (root / f"plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shown = json.loads(project.run("dvc", "metrics", "show", "--json").stdout)
     assert "he_normal" in json.dumps(shown)
@@ -60,14 +60,15 @@ def test_second_repro_runs_nothing(study) -> None:
 def test_a_plot_param_reruns_only_plots(study) -> None:
     project, _ = study
     project.set_params(plots={"dpi": 50})
-    assert project.repro() == {"check_params", "plots"}
+    assert project.repro() == {"check_params", "plots", "plots_init"}
 
 
 def test_a_new_initializer_trains_only_its_runs(study) -> None:
     project, _ = study
     project.set_params(study={"initializers": ["zeros", "he_normal", "glorot_uniform"]})
     assert project.repro() == {
-        "check_params", "diagnose", "train@glorot_uniform-0", "train@glorot_uniform-1", "aggregate", "plots"
+        "check_params", "diagnose", "train@glorot_uniform-0", "train@glorot_uniform-1", "aggregate", "plots",
+        "plots_init",
     }
     summary = json.loads((project.path / "metrics/summary.json").read_text())
     assert "glorot_uniform" in summary["initializers"]

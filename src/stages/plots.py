@@ -1,4 +1,4 @@
-"""DVC stage `plots`: PNG comparison plots of all initializers."""
+"""DVC stage `plots`: PNG comparison plots of the trained runs of all initializers."""
 
 from __future__ import annotations
 
@@ -14,10 +14,7 @@ from initstudy.plotting import (
     convergence,
     curves,
     final_accuracy,
-    init_layers,
-    init_weights,
     seeds,
-    train_vs_val,
     uniform_vs_normal,
 )
 
@@ -37,11 +34,8 @@ def main() -> None:
         curves(epochs, metric, args.out / f"{metric}.png", dpi)
     final_accuracy(summary, epochs, args.out / "final_val_accuracy.png", dpi)
     seeds(epochs, args.out / "seeds.png", dpi)
-    train_vs_val(epochs, args.out / "train_vs_val.png", dpi)
     uniform_vs_normal(epochs, list(summary["uniform_vs_normal"]), args.out / "uniform_vs_normal.png", dpi)
     convergence(runs, params.analysis.target_accuracy, args.out / "convergence.png", dpi)
-    init_layers(pd.read_csv(args.metrics / "init_layers.csv"), args.out / "init_layers.png", dpi)
-    init_weights(pd.read_csv(args.metrics / "init_histograms.csv"), args.out / "init_weights.png", dpi)
 
 
 if __name__ == "__main__":
