@@ -34,19 +34,23 @@ def mnist_dir() -> Path:
     return path
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder's files without logging each request."""
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
 @pytest.fixture
 def serve():
-    """Serve a folder over HTTP on 127.0.0.1; returns its base URL."""
+    """Serve a folder over HTTP on 127.0.0.1 (with QuietHandler or a subclass); returns its base URL."""
     servers = []
 
-    def start(directory: Path) -> str:
-        handler = functools.partial(_QuietHandler, directory=str(directory))
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    def start(directory: Path, handler: type[QuietHandler] = QuietHandler) -> str:
+        server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(handler, directory=str(directory))
+        )
+        server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}/"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,7 +62,7 @@ def test_weight_histograms_count_every_weight_once() -> None:
     assert ones.groupby("layer")["count"].max().tolist() == [64 * 64, 64 * 64, 64 * 64, 64 * 10]
 
 
-def test_diagnose_study_covers_every_run(tmp_path: Path) -> None:
+def test_diagnose_study_covers_every_run() -> None:
     layers, hist = diagnose_study(SPLIT, 10, RELU, ["zeros", "he_normal"], [0, 1], batch=32)
     assert len(layers) == 2 * 2 * 4 and set(hist.initializer) == {"zeros", "he_normal"}
     assert list(layers.columns[:3]) == ["initializer", "seed", "layer"]

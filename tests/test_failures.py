@@ -10,13 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SMALL_STUDY, run_stage, write_params
+from conftest import ROOT, SMALL_STUDY, QuietHandler, run_stage, write_params
 from initstudy import download
 from initstudy.datasets import DATASETS, DataError
 from initstudy.download import fetch_dataset, fetch_file
@@ -168,26 +167,15 @@ def test_all_sources_failing_lists_each_and_explains_the_mirror(tmp_path: Path, 
 
 
 def test_a_server_error_is_retried_then_the_next_source_used(tmp_path: Path, mnist_dir: Path, serve) -> None:
-    import http.server
-
     hits = []
 
-    class Failing(http.server.BaseHTTPRequestHandler):
+    class Failing(QuietHandler):
         def do_GET(self) -> None:
             hits.append(self.path)
             self.send_error(503)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        failing = f"http://127.0.0.1:{server.server_address[1]}/"
-        assert fetch_file(LABELS, MNIST[LABELS], [failing, serve(mnist_dir)], tmp_path) != failing
-    finally:
-        server.shutdown()
-        server.server_close()
+    failing = serve(mnist_dir, Failing)
+    assert fetch_file(LABELS, MNIST[LABELS], [failing, serve(mnist_dir)], tmp_path) != failing
     assert len(hits) == download.ATTEMPTS_PER_SOURCE
 
 
@@ -203,12 +191,10 @@ def test_a_silent_server_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         listener.close()
 
 
-def test_an_interrupted_download_leaves_no_partial_file(tmp_path: Path, mnist_dir: Path) -> None:
-    import http.server
-
-    class Slow(http.server.BaseHTTPRequestHandler):
+def test_an_interrupted_download_leaves_no_partial_file(tmp_path: Path, mnist_dir: Path, serve) -> None:
+    class Slow(QuietHandler):
         def do_GET(self) -> None:
-            data = (mnist_dir / self.path.strip("/")).read_bytes()
+            data = Path(self.translate_path(self.path)).read_bytes()
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -216,14 +202,7 @@ def test_an_interrupted_download_leaves_no_partial_file(tmp_path: Path, mnist_di
                 self.wfile.write(data[i:i + 4096])
                 time.sleep(0.05)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    folder = write_params(tmp_path / "work",
-                          data={"sources": [f"http://127.0.0.1:{server.server_address[1]}/"]})
+    folder = write_params(tmp_path / "work", data={"sources": [serve(mnist_dir, Slow)]})
     proc = subprocess.Popen([sys.executable, str(ROOT / "src/stages/download.py"), "--out", "data/raw/mnist"],
                             cwd=folder, env=command_env(folder), stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
@@ -232,8 +211,6 @@ def test_an_interrupted_download_leaves_no_partial_file(tmp_path: Path, mnist_di
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
-    server.shutdown()
-    server.server_close()
     assert proc.returncode == 128 + signal.SIGTERM
     assert list((folder / "data/raw").iterdir()) == []
 

@@ -160,47 +160,53 @@ def _mean_std(stats_: dict[str, float], digits: int = 4) -> str:
 
 
 def _number(value: float | None, digits: int = 4) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def _p(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}" if value >= 0.001 else "<0.001"
 
 
+def _ranking_row(name: str, entry: dict[str, Any], reference: str) -> dict[str, Any]:
+    final = entry.get("final_val_accuracy", {})
+    versus = entry.get("vs_reference")
+    return {
+        "rank": entry.get("rank", "–"),
+        "initializer": name,
+        "final val accuracy": _mean_std(final),
+        "95% CI": f"{final['ci95_low']:.4f}–{final['ci95_high']:.4f}" if "ci95_low" in final else "–",
+        f"vs {reference} (p)": f"{versus['difference']:+.4f} ({_p(versus.get('p_value'))})" if versus else "–",
+        "best val accuracy": _mean_std(entry.get("best_val_accuracy", {})),
+        "final val loss": _mean_std(entry.get("final_val_loss", {})),
+        "runs": entry["runs"],
+        "diverged": entry["diverged"],
+    }
+
+
+def _dynamics_row(name: str, entry: dict[str, Any], target: float, seconds: float | None) -> dict[str, Any]:
+    convergence = entry.get("convergence", {})
+    stability = entry.get("stability", {})
+    gap = entry.get("generalization", {})
+    epochs = convergence.get("epochs_to_target")
+    return {
+        "initializer": name,
+        f"epochs to {target:g}": "never" if epochs is None else
+        f"{epochs:.1f} ({convergence['reached_target']}/{entry['runs']})",
+        f"seconds to {target:g}": _number(seconds, 1),
+        "val acc AUC": _number(convergence.get("val_accuracy_auc")),
+        "epoch spread": _number(stability.get("epoch_spread")),
+        "jitter": _number(stability.get("jitter")),
+        "accuracy gap": _number(gap.get("accuracy_gap")),
+        "loss gap": _number(gap.get("loss_gap")),
+    }
+
+
 def results_table(summary: dict[str, Any], runs: pd.DataFrame, target: float, reference: str) -> str:
     """The summary as markdown tables, best initializer first."""
     entries = sorted(summary["initializers"].items(), key=lambda kv: kv[1].get("rank", math.inf))
     seconds = runs[~runs.diverged.astype(bool)].groupby("initializer").seconds_to_target.mean()
-    ranking = pd.DataFrame([
-        {
-            "rank": e.get("rank", "–"),
-            "initializer": name,
-            "final val accuracy": _mean_std(e.get("final_val_accuracy", {})),
-            "95% CI": (f"{e['final_val_accuracy']['ci95_low']:.4f}–{e['final_val_accuracy']['ci95_high']:.4f}"
-                       if "ci95_low" in e.get("final_val_accuracy", {}) else "–"),
-            f"vs {reference} (p)": (f"{e['vs_reference']['difference']:+.4f} ({_p(e['vs_reference'].get('p_value'))})"
-                                    if "vs_reference" in e else "–"),
-            "best val accuracy": _mean_std(e.get("best_val_accuracy", {})),
-            "final val loss": _mean_std(e.get("final_val_loss", {})),
-            "runs": e["runs"],
-            "diverged": e["diverged"],
-        }
-        for name, e in entries
-    ])
-    dynamics = pd.DataFrame([
-        {
-            "initializer": name,
-            f"epochs to {target:g}": (f"{c['epochs_to_target']:.1f} ({c['reached_target']}/{e['runs']})"
-                                      if "epochs_to_target" in (c := e.get("convergence", {})) else "never"),
-            f"seconds to {target:g}": _number(None if math.isnan(s := seconds.get(name, math.nan)) else s, 1),
-            "val acc AUC": _number(e.get("convergence", {}).get("val_accuracy_auc")),
-            "epoch spread": _number(e.get("stability", {}).get("epoch_spread")),
-            "jitter": _number(e.get("stability", {}).get("jitter")),
-            "accuracy gap": _number(e.get("generalization", {}).get("accuracy_gap")),
-            "loss gap": _number(e.get("generalization", {}).get("loss_gap")),
-        }
-        for name, e in entries
-    ])
+    ranking = pd.DataFrame([_ranking_row(name, e, reference) for name, e in entries])
+    dynamics = pd.DataFrame([_dynamics_row(name, e, target, seconds.get(name)) for name, e in entries])
     families = pd.DataFrame([
         {"family": family, "uniform": _number(f["uniform"]), "normal": _number(f["normal"]),
          "normal − uniform": f"{f['difference']:+.4f}", "p (Welch)": _p(f.get("p_value"))}

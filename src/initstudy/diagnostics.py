@@ -26,6 +26,10 @@ def initial_model(split: Split, n_classes: int, model: ModelParams, initializer:
     return build_mlp(split.x_train.shape[1:], n_classes, model, initializer)
 
 
+def _dense(model: keras.Model) -> list[keras.layers.Dense]:
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
+
 def kernel_gradients(model: keras.Model, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
     """Gradient of the mean cross-entropy on (x, y) with respect to each Dense kernel, dropout off."""
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
@@ -58,7 +62,7 @@ def _inactive_fraction(outputs: np.ndarray, activation: str) -> float:
 
 def layer_report(model: keras.Model, x: np.ndarray, y: np.ndarray, activation: str) -> pd.DataFrame:
     """A row per Dense layer: output mean and std, inactive fraction, kernel gradient norm, weight std."""
-    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    dense = _dense(model)
     probe = keras.Model(model.inputs, [layer.output for layer in dense])
     outputs = [np.asarray(o) for o in probe([x], training=False)]
     gradients = kernel_gradients(model, x, y)
@@ -80,11 +84,9 @@ def layer_report(model: keras.Model, x: np.ndarray, y: np.ndarray, activation: s
 def weight_histograms(model: keras.Model) -> pd.DataFrame:
     """A row per Dense layer and histogram bin of its initial kernel."""
     rows = []
-    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    for index, layer in enumerate(dense, start=1):
-        kernel = np.asarray(layer.kernel).ravel()
-        low, high = kernel.min(), kernel.max()
-        counts, edges = np.histogram(kernel, bins=HISTOGRAM_BINS, range=(low, high) if high > low else (low - 0.5, high + 0.5))
+    for index, layer in enumerate(_dense(model), start=1):
+        # a constant kernel (zeros, ones) gets the bin range value ± 0.5 from NumPy
+        counts, edges = np.histogram(np.asarray(layer.kernel), bins=HISTOGRAM_BINS)
         rows += [{"layer": index, "bin_low": a, "bin_high": b, "count": int(c)}
                  for a, b, c in zip(edges[:-1], edges[1:], counts)]
     return pd.DataFrame(rows)
@@ -101,11 +103,11 @@ def diagnose_study(
         for seed in seeds:
             network = initial_model(split, n_classes, model, initializer, seed)
             report = layer_report(network, x, y, model.activation)
-            layers.append(report.assign(initializer=initializer, seed=seed))
+            report.insert(0, "seed", seed)
+            report.insert(0, "initializer", initializer)
+            layers.append(report)
             if seed == seeds[0]:
-                histograms.append(weight_histograms(network).assign(initializer=initializer))
-    columns = ["initializer", "seed"]
-    layers_table = pd.concat(layers, ignore_index=True)
-    hist_table = pd.concat(histograms, ignore_index=True)
-    return (layers_table[columns + [c for c in layers_table if c not in columns]],
-            hist_table[["initializer"] + [c for c in hist_table if c != "initializer"]])
+                histogram = weight_histograms(network)
+                histogram.insert(0, "initializer", initializer)
+                histograms.append(histogram)
+    return pd.concat(layers, ignore_index=True), pd.concat(histograms, ignore_index=True)

@@ -20,10 +20,6 @@ ATTEMPTS_PER_SOURCE = 2
 CHUNK = 1 << 20
 
 
-class ChecksumMismatch(DataError):
-    """A fetched file is not the published one."""
-
-
 def sources_with_mirror(sources: list[str]) -> list[str]:
     """The configured sources, preceded by the mirror named in INITSTUDY_DATA_MIRROR."""
     mirror = os.environ.get(MIRROR_ENV)
@@ -48,7 +44,7 @@ def _copy_verified(source: str, name: str, sha256: str, dest: Path) -> None:
                 digest.update(chunk)
                 out.write(chunk)
         if digest.hexdigest() != sha256:
-            raise ChecksumMismatch(
+            raise DataError(
                 f"checksum mismatch: expected sha256 {sha256}, got {digest.hexdigest()}"
             )
         os.replace(tmp, dest)

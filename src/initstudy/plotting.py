@@ -122,10 +122,11 @@ def seeds(epochs: pd.DataFrame, path: Path, dpi: int) -> None:
     names = list(dict.fromkeys(epochs.initializer))
     colors = _colors(names)
     train = epochs.groupby(["initializer", "epoch"], sort=False).accuracy.mean()
+    first_seed = epochs.seed.iloc[0]
     fig, panels = _grid(names)
     for (name, seed), run in epochs.groupby(["initializer", "seed"], sort=False):
         panels[name].plot(run.epoch, run.val_accuracy, color=colors[name], alpha=0.8, linewidth=1,
-                          label="validation, a line per seed" if seed == run.seed.min() else None)
+                          label="validation, a line per seed" if seed == first_seed else None)
     for name, ax in panels.items():
         ax.plot(train.loc[name].index, train.loc[name], "--", color="black", linewidth=1, label="training, mean")
     panels[names[0]].legend(fontsize="x-small")
@@ -153,11 +154,11 @@ def uniform_vs_normal(epochs: pd.DataFrame, families: list[str], path: Path, dpi
 
 def convergence(runs: pd.DataFrame, target: float, path: Path, dpi: int) -> None:
     """Epochs until validation accuracy first reaches `target`: a dot per seed, a bar for the mean."""
+    colors = _colors(list(dict.fromkeys(runs.initializer)))
     runs = runs[~runs.diverged.astype(bool)]
-    names = list(dict.fromkeys(runs.initializer))
-    colors = _colors(names)
     means = runs.groupby("initializer", sort=False).epochs_to_target.mean()
-    order = sorted(names, key=lambda n: -means[n] if not math.isnan(means[n]) else -math.inf)
+    # bottom to top: never reached, then slowest to fastest
+    order = list(means.fillna(math.inf).sort_values(ascending=False, kind="stable").index)
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(order) + 1.8), layout="constrained")
     for y, name in enumerate(order):
         if math.isnan(means[name]):
