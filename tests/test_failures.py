@@ -72,13 +72,18 @@ def test_a_misspelt_key_stops_repro_naming_the_right_one(trained: Workspace) -> 
 
 
 def stage_pid(marker: str) -> int:
-    """The process id of the running stage command whose command line holds `marker`."""
+    """The process id of the running stage's Python process whose command line holds `marker`.
+
+    DVC starts a stage as `$SHELL -c <cmd>`; dash (`/bin/sh`) stays as the parent of the
+    command instead of replacing itself, so the Python process is picked, not that shell.
+    """
     for proc in Path("/proc").iterdir():
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            argv = (proc / "cmdline").read_bytes().decode().split("\0")
         except OSError:
             continue
-        if "src/stages/" in cmdline and marker in cmdline:
+        cmdline = " ".join(argv)
+        if Path(argv[0]).name.startswith("python") and "src/stages/" in cmdline and marker in cmdline:
             return int(proc.name)
     raise AssertionError(f"no stage process with {marker!r}")
 
