@@ -17,7 +17,7 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 import keras  # noqa: E402
 
 from initstudy.datasets import DATASETS, load_split  # noqa: E402
-from initstudy.models import build_mlp  # noqa: E402
+from initstudy.models import build_model  # noqa: E402
 from initstudy.params import load_params  # noqa: E402
 
 
@@ -39,8 +39,8 @@ def main() -> None:
     for initializer in params.study.initializers:
         for seed in params.study.seeds:
             keras.utils.set_random_seed(seed)
-            model = build_mlp(split.x_train.shape[1:], DATASETS[params.data.name].classes,
-                              params.model, initializer)
+            model = build_model(split.x_train.shape[1:], DATASETS[params.data.name].classes,
+                                params.model, params.initializers[initializer])
             model.epoch_times = []
             model.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])

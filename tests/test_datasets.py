@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from idx import idx_bytes, write_idx
-from initstudy.datasets import DATASETS, DataError, load_split, read_idx
+from fakedata import idx_bytes, write_idx
+from initstudy.datasets import IDX_FILES, DataError, load_split, read_idx
 
 
 def test_read_idx_round_trips_gzipped_and_plain(tmp_path: Path) -> None:
@@ -43,19 +43,19 @@ def test_truncated_gzip_is_a_data_error(tmp_path: Path) -> None:
 
 
 def _write_dataset(folder: Path, n_train: int, n_train_labels: int) -> None:
-    files = DATASETS["mnist"]
     rng = np.random.default_rng(0)
-    write_idx(folder / files.train_images, rng.integers(0, 256, (n_train, 28, 28)))
-    write_idx(folder / files.train_labels, rng.integers(0, 10, n_train_labels))
-    write_idx(folder / files.val_images, rng.integers(0, 256, (4, 28, 28)))
-    write_idx(folder / files.val_labels, rng.integers(0, 10, 4))
+    train_images, train_labels, val_images, val_labels = IDX_FILES
+    write_idx(folder / train_images, rng.integers(0, 256, (n_train, 28, 28)))
+    write_idx(folder / train_labels, rng.integers(0, 10, n_train_labels))
+    write_idx(folder / val_images, rng.integers(0, 256, (4, 28, 28)))
+    write_idx(folder / val_labels, rng.integers(0, 10, 4))
 
 
 def test_load_split_scales_pixels_and_takes_the_first_samples(tmp_path: Path) -> None:
     _write_dataset(tmp_path, 6, 6)
     full = load_split("mnist", tmp_path)
     split = load_split("mnist", tmp_path, train_samples=5, val_samples=3)
-    assert split.x_train.shape == (5, 28, 28) and split.x_train.dtype == np.float32
+    assert split.x_train.shape == (5, 28, 28, 1) and split.x_train.dtype == np.float32
     assert 0.0 <= split.x_train.min() and split.x_train.max() <= 1.0
     np.testing.assert_array_equal(split.x_train, full.x_train[:5])
     assert split.y_val.shape == (3,)
@@ -69,5 +69,5 @@ def test_images_and_labels_must_agree_in_count(tmp_path: Path) -> None:
 
 def test_real_mnist_has_the_published_shapes(mnist_dir: Path) -> None:
     split = load_split("mnist", mnist_dir)
-    assert split.x_train.shape == (60000, 28, 28) and split.x_val.shape == (10000, 28, 28)
+    assert split.x_train.shape == (60000, 28, 28, 1) and split.x_val.shape == (10000, 28, 28, 1)
     assert np.bincount(split.y_val).argmax() == 1 and np.bincount(split.y_val)[1] == 1135

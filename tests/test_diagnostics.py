@@ -7,18 +7,23 @@ import numpy as np
 import pytest
 
 from initstudy.datasets import Split
-from initstudy.diagnostics import diagnose_study, initial_model, layer_report, weight_histograms
-from initstudy.params import ModelParams
+from initstudy.diagnostics import diagnose_study, layer_report, weight_histograms
+from initstudy.initialization import initial_model
+from initstudy.params import ModelParams, init_spec
 
 RNG = np.random.default_rng(0)
-SPLIT = Split(RNG.random((256, 8, 8), dtype=np.float32), RNG.integers(0, 10, 256),
-              RNG.random((16, 8, 8), dtype=np.float32), RNG.integers(0, 10, 16))
-RELU = ModelParams(hidden_units=[64, 64, 64], activation="relu", dropout=0.2, bias_initializer="zeros")
+SPLIT = Split(RNG.random((256, 8, 8, 1), dtype=np.float32), RNG.integers(0, 10, 256),
+              RNG.random((16, 8, 8, 1), dtype=np.float32), RNG.integers(0, 10, 16))
+RELU = ModelParams(hidden_units=[64, 64, 64], activation="relu", dropout=0.2, bias_initializer="zeros",
+                   family="mlp", conv_filters=[], batch_norm=False)
+
+
+def network(initializer: str, params: ModelParams = RELU, seed: int = 0):
+    return initial_model(SPLIT, 10, params, init_spec(initializer), seed)
 
 
 def report(initializer: str, params: ModelParams = RELU, seed: int = 0):
-    model = initial_model(SPLIT, 10, params, initializer, seed)
-    return layer_report(model, SPLIT.x_train, SPLIT.y_train, params.activation)
+    return layer_report(network(initializer, params, seed), SPLIT.x_train, SPLIT.y_train, params.activation)
 
 
 def test_zeros_give_zero_activations_and_zero_kernel_gradients() -> None:
@@ -54,15 +59,23 @@ def test_gradient_norms_are_positive_for_a_random_init() -> None:
 
 
 def test_weight_histograms_count_every_weight_once() -> None:
-    model = initial_model(SPLIT, 10, RELU, "he_uniform", 0)
-    hist = weight_histograms(model)
+    hist = weight_histograms(network("he_uniform"))
     counts = hist.groupby("layer")["count"].sum()
     assert list(counts) == [64 * 64, 64 * 64, 64 * 64, 64 * 10]
-    ones = weight_histograms(initial_model(SPLIT, 10, RELU, "ones", 0))
+    ones = weight_histograms(network("ones"))
     assert ones.groupby("layer")["count"].max().tolist() == [64 * 64, 64 * 64, 64 * 64, 64 * 10]
 
 
 def test_diagnose_study_covers_every_run() -> None:
-    layers, hist = diagnose_study(SPLIT, 10, RELU, ["zeros", "he_normal"], [0, 1], batch=32)
+    specs = {"zeros": init_spec("zeros"), "he_normal": init_spec("he_normal")}
+    layers, hist = diagnose_study(SPLIT, 10, RELU, specs, [0, 1], batch=32)
     assert len(layers) == 2 * 2 * 4 and set(hist.initializer) == {"zeros", "he_normal"}
     assert list(layers.columns[:3]) == ["initializer", "seed", "layer"]
+
+
+def test_conv_layers_are_measured_per_channel() -> None:
+    cnn = RELU.model_copy(update={"family": "cnn", "conv_filters": [4, 8], "hidden_units": [16]})
+    rows = report("he_normal", cnn)
+    assert rows.units.tolist() == [4, 8, 16, 10]
+    assert (rows.gradient_norm > 0).all()
+    assert report("zeros", cnn).inactive_fraction.iloc[:3].eq(1).all()  # every channel and unit silent

@@ -21,7 +21,7 @@ from initstudy.datasets import DATASETS, DataError
 from initstudy.download import fetch_dataset, fetch_file
 from initstudy.workspace import Workspace, command_env
 
-MNIST = DATASETS["mnist"].sha256
+MNIST = DATASETS["mnist"].checksums
 LABELS = "t10k-labels-idx1-ubyte.gz"
 
 
@@ -149,11 +149,11 @@ def test_corrupt_mirror_is_rejected_by_the_download_stage(tmp_path: Path, mnist_
     mirror = tmp_path / "mirror"
     shutil.copytree(mnist_dir, mirror)
     (mirror / LABELS).write_bytes((mnist_dir / LABELS).read_bytes()[:-10])
-    folder = write_params(tmp_path / "work", data={"sources": [str(mirror)]})
+    folder = write_params(tmp_path / "work", data={"sources": {"mnist": [str(mirror)]}})
     result = run_stage(folder, "download", "--out", "data/raw/mnist")
     assert result.returncode == 2
     assert f"could not fetch {LABELS}" in result.stderr and "checksum mismatch" in result.stderr
-    assert MNIST[LABELS] in result.stderr
+    assert MNIST[LABELS].removeprefix("sha256:") in result.stderr
     assert not (folder / "data/raw/mnist").exists()
     assert list((folder / "data/raw").iterdir()) == []
 
@@ -162,7 +162,7 @@ def test_all_sources_failing_lists_each_and_explains_the_mirror(tmp_path: Path, 
     empty = tmp_path / "empty"
     empty.mkdir()
     sources = [serve(empty), "http://127.0.0.1:9/", str(tmp_path / "nowhere")]
-    folder = write_params(tmp_path / "work", data={"sources": sources})
+    folder = write_params(tmp_path / "work", data={"sources": {"mnist": sources}})
     result = run_stage(folder, "download", "--out", "data/raw/mnist")
     assert result.returncode == 2
     for source, why in zip(sources, ("HTTP Error 404", "Connection refused", "No such file")):
@@ -207,7 +207,7 @@ def test_an_interrupted_download_leaves_no_partial_file(tmp_path: Path, mnist_di
                 self.wfile.write(data[i:i + 4096])
                 time.sleep(0.05)
 
-    folder = write_params(tmp_path / "work", data={"sources": [serve(mnist_dir, Slow)]})
+    folder = write_params(tmp_path / "work", data={"sources": {"mnist": [serve(mnist_dir, Slow)]}})
     proc = subprocess.Popen([sys.executable, str(ROOT / "src/stages/download.py"), "--out", "data/raw/mnist"],
                             cwd=folder, env=command_env(folder), stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60

@@ -1,10 +1,14 @@
-"""Dataset files, their published checksums, and the IDX format they come in."""
+"""Dataset files, their published checksums, and the formats they come in (IDX, CIFAR-10 python)."""
 
 from __future__ import annotations
 
 import gzip
+import pickle
+import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,33 +19,72 @@ class DataError(StudyError):
     """A data file is missing, corrupt or not in the expected format."""
 
 
+IDX_FILES = (  # train images, train labels, validation images, validation labels
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+
+
 @dataclass(frozen=True)
-class DatasetFiles:
-    """The four files of an IDX dataset, the sha256 of each, and the number of classes."""
+class Dataset:
+    """A dataset's files with their published checksums ("sha256:<hex>" or "md5:<hex>"),
+    its number of classes, and the reader of its format."""
 
     classes: int
-    train_images: str
-    train_labels: str
-    val_images: str
-    val_labels: str
-    sha256: dict[str, str]
+    checksums: dict[str, str]
+    reader: Callable[[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 
-DATASETS: dict[str, DatasetFiles] = {
-    "mnist": DatasetFiles(
+def _idx_dataset(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return _pair(directory, *IDX_FILES[:2]) + _pair(directory, *IDX_FILES[2:])
+
+
+def _cifar10_dataset(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return read_cifar10(directory / CIFAR10_ARCHIVE)
+
+
+DATASETS: dict[str, Dataset] = {
+    "mnist": Dataset(
         classes=10,
-        train_images="train-images-idx3-ubyte.gz",
-        train_labels="train-labels-idx1-ubyte.gz",
-        val_images="t10k-images-idx3-ubyte.gz",
-        val_labels="t10k-labels-idx1-ubyte.gz",
-        sha256={
-            "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-            "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-            "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-            "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-        },
+        checksums=dict(zip(IDX_FILES, (
+            "sha256:440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            "sha256:3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            "sha256:8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            "sha256:f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        ))),
+        reader=_idx_dataset,
+    ),
+    "fashion_mnist": Dataset(  # Zalando Research publish md5 sums only
+        classes=10,
+        checksums=dict(zip(IDX_FILES, (
+            "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "md5:25c81989df183df01b3e8a0aad5dffbe",
+            "md5:bef4ecab320f06d8554ea6380940ec79",
+            "md5:bb300cfdad3c16e7a12a480ee83cd310",
+        ))),
+        reader=_idx_dataset,
+    ),
+    "cifar10": Dataset(
+        classes=10,
+        checksums={CIFAR10_ARCHIVE: "sha256:6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"},
+        reader=_cifar10_dataset,
     ),
 }
+
+
+def dataset_checksums(name: str, overrides: dict[str, str]) -> dict[str, str]:
+    """The files of dataset `name` and their checksums, with `overrides` replacing published ones."""
+    published = DATASETS[name].checksums
+    unknown = sorted(set(overrides) - set(published))
+    if unknown:
+        raise DataError(
+            f"data.checksums names {', '.join(unknown)}, not a file of {name} "
+            f"({', '.join(published)})"
+        )
+    return published | overrides
 
 
 @dataclass(frozen=True)
@@ -77,18 +120,67 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
 
 
-def _pair(directory: Path, images: str, labels: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _pair(directory: Path, images: str, labels: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = read_idx(directory / images), read_idx(directory / labels)
     if len(x) != len(y):
         raise DataError(f"{directory / images}: {len(x)} images but {labels} has {len(y)} labels")
-    return (x[:limit].astype(np.float32) / 255.0, y[:limit].astype(np.int64))
+    return x[..., np.newaxis], y
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles NumPy arrays and plain containers, nothing that could run other code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _cifar_batch(tar: tarfile.TarFile, member: str) -> tuple[np.ndarray, np.ndarray]:
+    stream = tar.extractfile(f"cifar-10-batches-py/{member}")
+    if stream is None:
+        raise KeyError(member)
+    batch = _ArrayUnpickler(stream, encoding="bytes").load()
+    data = np.asarray(batch[b"data"], dtype=np.uint8)
+    labels = np.asarray(batch[b"labels"], dtype=np.uint8)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise ValueError(f"{member}: data {data.shape} and {len(labels)} labels")
+    # each row holds the red, green and blue planes of a 32×32 image in turn
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def read_cifar10(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The five training batches and the test batch of the CIFAR-10 python archive, read in memory."""
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            parts = [_cifar_batch(tar, f"data_batch_{i}") for i in range(1, 6)]
+            x_val, y_val = _cifar_batch(tar, "test_batch")
+    except (OSError, EOFError, tarfile.TarError, pickle.UnpicklingError, KeyError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable CIFAR-10 python archive ({exc!r})") from None
+    x_train = np.concatenate([x for x, _ in parts])
+    y_train = np.concatenate([y for _, y in parts])
+    return x_train, y_train, x_val, y_val
 
 
 def load_split(
     name: str, directory: Path, train_samples: int | None = None, val_samples: int | None = None
 ) -> Split:
-    """Load a downloaded dataset, keeping the first N samples of each part if asked."""
-    files = DATASETS[name]
-    x_train, y_train = _pair(directory, files.train_images, files.train_labels, train_samples)
-    x_val, y_val = _pair(directory, files.val_images, files.val_labels, val_samples)
-    return Split(x_train, y_train, x_val, y_val)
+    """Load a downloaded dataset as images of shape (height, width, channels) scaled to [0, 1],
+    keeping the first N samples of each part if asked."""
+    x_train, y_train, x_val, y_val = DATASETS[name].reader(directory)
+
+    def scaled(x: np.ndarray, limit: int | None) -> np.ndarray:
+        return x[:limit].astype(np.float32) / 255.0
+
+    return Split(
+        scaled(x_train, train_samples), y_train[:train_samples].astype(np.int64),
+        scaled(x_val, val_samples), y_val[:val_samples].astype(np.int64),
+    )

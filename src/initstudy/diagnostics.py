@@ -1,9 +1,9 @@
 """The textbook criteria of a good initialization, measured on the network before training.
 
-For one batch of training data: per Dense layer, the mean and std of its outputs, the
-fraction of inactive units (ReLU-like units that never fire on the batch, or tanh and
-sigmoid outputs in their flat tails), the norm of the loss gradient with respect to its
-kernel, and a histogram of its initial weights.
+For one batch of training data: per Dense or Conv2D layer, the mean and std of its outputs,
+the fraction of inactive units (ReLU-like units or channels that never fire on the batch,
+or tanh and sigmoid outputs in their flat tails), the norm of the loss gradient with
+respect to its kernel, and a histogram of its initial weights.
 """
 
 from __future__ import annotations
@@ -13,25 +13,16 @@ import numpy as np
 import pandas as pd
 
 from initstudy.datasets import Split
-from initstudy.models import build_mlp
-from initstudy.params import ModelParams
+from initstudy.initialization import initial_model
+from initstudy.models import kernel_layers
+from initstudy.params import InitSpec, ModelParams
 
 SATURATING = {"tanh": 0.99, "sigmoid": 0.99}  # |tanh| or |2·sigmoid − 1| beyond this is flat
 HISTOGRAM_BINS = 40
 
 
-def initial_model(split: Split, n_classes: int, model: ModelParams, initializer: str, seed: int) -> keras.Model:
-    """The model exactly as the train stage starts it: same seed, same calls, same weights."""
-    keras.utils.set_random_seed(seed)
-    return build_mlp(split.x_train.shape[1:], n_classes, model, initializer)
-
-
-def _dense(model: keras.Model) -> list[keras.layers.Dense]:
-    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-
-
 def kernel_gradients(model: keras.Model, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
-    """Gradient of the mean cross-entropy on (x, y) with respect to each Dense kernel, dropout off."""
+    """Gradient of the mean cross-entropy on (x, y) with respect to each kernel, dropout off."""
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     variables = model.trainable_variables
     if keras.backend.backend() == "jax":
@@ -57,21 +48,22 @@ def _inactive_fraction(outputs: np.ndarray, activation: str) -> float:
     if activation in SATURATING:
         centred = 2 * outputs - 1 if activation == "sigmoid" else outputs
         return float(np.mean(np.abs(centred) > SATURATING[activation]))
-    return float(np.mean(outputs.max(axis=0) <= 0))  # units silent on every sample
+    per_unit = outputs.reshape(-1, outputs.shape[-1])  # a conv channel counts as one unit
+    return float(np.mean(per_unit.max(axis=0) <= 0))  # units silent on every sample
 
 
 def layer_report(model: keras.Model, x: np.ndarray, y: np.ndarray, activation: str) -> pd.DataFrame:
-    """A row per Dense layer: output mean and std, inactive fraction, kernel gradient norm, weight std."""
-    dense = _dense(model)
-    probe = keras.Model(model.inputs, [layer.output for layer in dense])
+    """A row per kernel layer: output mean and std, inactive fraction, kernel gradient norm, weight std."""
+    layers = kernel_layers(model)
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
     outputs = [np.asarray(o) for o in probe([x], training=False)]
     gradients = kernel_gradients(model, x, y)
     rows = []
-    for index, (layer, out, grad) in enumerate(zip(dense, outputs, gradients), start=1):
-        hidden = index < len(dense)
+    for index, (layer, out, grad) in enumerate(zip(layers, outputs, gradients), start=1):
+        hidden = index < len(layers)
         rows.append({
             "layer": index,
-            "units": layer.units,
+            "units": layer.units if isinstance(layer, keras.layers.Dense) else layer.filters,
             "activation_mean": float(out.mean()),
             "activation_std": float(out.std()),
             "inactive_fraction": _inactive_fraction(out, activation) if hidden else float("nan"),
@@ -82,9 +74,9 @@ def layer_report(model: keras.Model, x: np.ndarray, y: np.ndarray, activation: s
 
 
 def weight_histograms(model: keras.Model) -> pd.DataFrame:
-    """A row per Dense layer and histogram bin of its initial kernel."""
+    """A row per kernel layer and histogram bin of its initial kernel."""
     rows = []
-    for index, layer in enumerate(_dense(model), start=1):
+    for index, layer in enumerate(kernel_layers(model), start=1):
         # a constant kernel (zeros, ones) gets the bin range value ± 0.5 from NumPy
         counts, edges = np.histogram(np.asarray(layer.kernel), bins=HISTOGRAM_BINS)
         rows += [{"layer": index, "bin_low": a, "bin_high": b, "count": int(c)}
@@ -93,15 +85,16 @@ def weight_histograms(model: keras.Model) -> pd.DataFrame:
 
 
 def diagnose_study(
-    split: Split, n_classes: int, model: ModelParams, initializers: list[str], seeds: list[int], batch: int
+    split: Split, n_classes: int, model: ModelParams, initializers: dict[str, InitSpec],
+    seeds: list[int], batch: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Layer reports of every (initializer, seed) on the first `batch` training samples,
+    """Layer reports of every (initializer label, seed) on the first `batch` training samples,
     and the weight histograms of each initializer's first seed."""
     x, y = split.x_train[:batch], split.y_train[:batch]
     layers, histograms = [], []
-    for initializer in initializers:
+    for initializer, spec in initializers.items():
         for seed in seeds:
-            network = initial_model(split, n_classes, model, initializer, seed)
+            network = initial_model(split, n_classes, model, spec, seed)
             report = layer_report(network, x, y, model.activation)
             report.insert(0, "seed", seed)
             report.insert(0, "initializer", initializer)

@@ -34,18 +34,20 @@ def _open(source: str, name: str):
     return urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS)
 
 
-def _copy_verified(source: str, name: str, sha256: str, dest: Path) -> None:
-    """Stream one file into `dest` through a temporary file; keep it only if its hash matches."""
+def _copy_verified(source: str, name: str, checksum: str, dest: Path) -> None:
+    """Stream one file into `dest` through a temporary file; keep it only if its checksum
+    ("sha256:<hex>" or "md5:<hex>") matches."""
+    algorithm, expected = checksum.split(":", 1)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest.parent)
     try:
-        digest = hashlib.sha256()
+        digest = hashlib.new(algorithm)
         with os.fdopen(fd, "wb") as out, _open(source, name) as stream:
             while chunk := stream.read(CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
-        if digest.hexdigest() != sha256:
+        if digest.hexdigest() != expected:
             raise DataError(
-                f"checksum mismatch: expected sha256 {sha256}, got {digest.hexdigest()}"
+                f"checksum mismatch: expected {algorithm} {expected}, got {digest.hexdigest()}"
             )
         os.replace(tmp, dest)
     finally:
@@ -59,13 +61,13 @@ def _retryable(exc: Exception) -> bool:
     return isinstance(exc, (urllib.error.URLError, TimeoutError, ConnectionError))
 
 
-def fetch_file(name: str, sha256: str, sources: list[str], dest_dir: Path) -> str:
+def fetch_file(name: str, checksum: str, sources: list[str], dest_dir: Path) -> str:
     """Fetch one file from the first source that serves it intact; return that source."""
     failures = []
     for source in sources:
         for attempt in range(1, ATTEMPTS_PER_SOURCE + 1):
             try:
-                _copy_verified(source, name, sha256, dest_dir / name)
+                _copy_verified(source, name, checksum, dest_dir / name)
                 return source
             except (OSError, DataError) as exc:
                 if attempt == ATTEMPTS_PER_SOURCE or not _retryable(exc):
@@ -76,12 +78,12 @@ def fetch_file(name: str, sha256: str, sources: list[str], dest_dir: Path) -> st
         f"could not fetch {name} from any source:\n  "
         + "\n  ".join(failures)
         + f"\nTo use a local mirror (a directory or URL holding the files), set {MIRROR_ENV}"
-        " or put it first in data.sources in params.yaml."
+        " or put it first in data.sources.<dataset> in params.yaml."
     )
 
 
 def fetch_dataset(files: dict[str, str], sources: list[str], dest_dir: Path) -> None:
-    """Fetch every file of a dataset into `dest_dir`, which holds only verified files.
+    """Fetch every file (name → checksum) of a dataset into `dest_dir`, which holds only verified files.
 
     Files are staged in a hidden sibling folder and moved in at once, so an interrupted
     download never leaves a partial file in `dest_dir`; stale staging folders are removed.
@@ -91,9 +93,9 @@ def fetch_dataset(files: dict[str, str], sources: list[str], dest_dir: Path) -> 
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.", dir=dest_dir.parent))
     try:
-        for name, sha256 in files.items():
-            source = fetch_file(name, sha256, sources, staging)
-            print(f"{name}: ok (sha256 verified) from {source}", flush=True)
+        for name, checksum in files.items():
+            source = fetch_file(name, checksum, sources, staging)
+            print(f"{name}: ok ({checksum.split(':')[0]} verified) from {source}", flush=True)
         if dest_dir.exists():
             shutil.rmtree(dest_dir)
         os.replace(staging, dest_dir)

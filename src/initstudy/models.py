@@ -4,18 +4,49 @@ from __future__ import annotations
 
 import keras
 
-from initstudy.params import ModelParams
+from initstudy.params import InitSpec, ModelParams
 
 
-def build_mlp(
-    input_shape: tuple[int, ...], n_classes: int, params: ModelParams, kernel_initializer: str
+def keras_initializer(spec: InitSpec) -> keras.initializers.Initializer:
+    """The Keras initializer a spec names, with its arguments. LSUV starts from orthogonal."""
+    if spec.name == "lsuv":
+        return keras.initializers.Orthogonal()
+    return keras.initializers.deserialize({"class_name": spec.name, "config": spec.arguments()})
+
+
+def kernel_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers whose kernel the initializer sets, input to output."""
+    return [layer for layer in model.layers if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
+
+
+def build_model(
+    input_shape: tuple[int, ...], n_classes: int, params: ModelParams, kernel: InitSpec
 ) -> keras.Model:
-    """Flatten → (Dense → Dropout) per hidden size → Dense softmax; one initializer for every kernel."""
-    dense = dict(kernel_initializer=kernel_initializer, bias_initializer=params.bias_initializer)
-    layers: list[keras.layers.Layer] = [keras.Input(input_shape), keras.layers.Flatten()]
+    """The study's network; every Dense and Conv2D kernel gets a fresh initializer from `kernel`.
+
+    mlp: Flatten → (Dense → Dropout) per hidden size → Dense softmax.
+    cnn: (Conv2D 3×3 → BatchNormalization → MaxPooling 2×2 → Dropout) per conv filter count,
+    then the mlp's layers.
+    """
+
+    def initializers() -> dict[str, keras.initializers.Initializer]:
+        return dict(kernel_initializer=keras_initializer(kernel),
+                    bias_initializer=keras_initializer(params.bias_initializer))
+
+    layers: list[keras.layers.Layer] = [keras.Input(input_shape)]
+    if params.family == "cnn":
+        for filters in params.conv_filters:
+            layers.append(keras.layers.Conv2D(filters, 3, padding="same", activation=params.activation,
+                                              **initializers()))
+            if params.batch_norm:
+                layers.append(keras.layers.BatchNormalization())
+            layers.append(keras.layers.MaxPooling2D(2))
+            if params.dropout:
+                layers.append(keras.layers.Dropout(params.dropout))
+    layers.append(keras.layers.Flatten())
     for units in params.hidden_units:
-        layers.append(keras.layers.Dense(units, activation=params.activation, **dense))
+        layers.append(keras.layers.Dense(units, activation=params.activation, **initializers()))
         if params.dropout:
             layers.append(keras.layers.Dropout(params.dropout))
-    layers.append(keras.layers.Dense(n_classes, activation="softmax", **dense))
-    return keras.Sequential(layers, name=f"mlp_{kernel_initializer}")
+    layers.append(keras.layers.Dense(n_classes, activation="softmax", **initializers()))
+    return keras.Sequential(layers, name=params.family)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -14,6 +14,8 @@ from pydantic import (
     Field,
     PositiveFloat,
     StrictInt,
+    StringConstraints,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -21,22 +23,17 @@ from pydantic import (
 
 from initstudy.errors import StudyError
 
-Initializer = Literal[
+KERAS_INITIALIZERS: tuple[str, ...] = (
     "zeros",
     "ones",
-    "orthogonal",
-    "identity",
-    "random_normal",
-    "random_uniform",
-    "truncated_normal",
     "glorot_normal",
     "glorot_uniform",
     "he_normal",
     "he_uniform",
     "lecun_uniform",
     "lecun_normal",
-]
-INITIALIZERS: tuple[str, ...] = get_args(Initializer)
+)
+LABEL = re.compile(r"[A-Za-z0-9_]+")
 
 
 class ParamsError(StudyError):
@@ -47,11 +44,101 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Dataset = Literal["mnist", "fashion_mnist", "cifar10"]
+Checksum = Annotated[str, StringConstraints(pattern=r"^(sha256:[0-9a-f]{64}|md5:[0-9a-f]{32})$")]
+
+
 class DataParams(_Section):
-    name: Literal["mnist"]
-    sources: list[str] = Field(min_length=1)
+    name: Dataset
+    sources: dict[Dataset, list[str]]
+    checksums: dict[str, Checksum]
     train_samples: StrictInt | None = Field(gt=0)
     val_samples: StrictInt | None = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _sources_for_the_dataset(self) -> DataParams:
+        if not self.sources.get(self.name):
+            raise ValueError(f"data.sources.{self.name}: no source listed for the dataset in data.name")
+        return self
+
+
+class _Init(_Section):
+    """An initializer spec: `name` picks the Keras initializer, the other keys are its arguments."""
+
+    def arguments(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"name"})
+
+
+class PlainInit(_Init):
+    name: Literal[KERAS_INITIALIZERS]  # type: ignore[valid-type]
+
+
+class ConstantInit(_Init):
+    name: Literal["constant"]
+    value: float = 0.0
+
+
+class NormalInit(_Init):
+    name: Literal["random_normal", "truncated_normal"]
+    mean: float = 0.0
+    stddev: PositiveFloat = 0.05
+
+
+class UniformInit(_Init):
+    name: Literal["random_uniform"]
+    minval: float = -0.05
+    maxval: float = 0.05
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformInit:
+        if self.minval >= self.maxval:
+            raise ValueError(f"minval ({self.minval}) must be below maxval ({self.maxval})")
+        return self
+
+
+class MatrixInit(_Init):
+    name: Literal["orthogonal", "identity"]
+    gain: PositiveFloat = 1.0
+
+
+class VarianceScalingInit(_Init):
+    name: Literal["variance_scaling"]
+    scale: PositiveFloat = 1.0
+    mode: Literal["fan_in", "fan_out", "fan_avg"] = "fan_in"
+    distribution: Literal["truncated_normal", "untruncated_normal", "uniform"] = "truncated_normal"
+
+
+class LSUVInit(_Init):
+    """Layer-sequential unit variance: orthogonal start, then each layer rescaled on a data batch."""
+
+    name: Literal["lsuv"]
+    tolerance: float = Field(0.05, gt=0, lt=1)
+    max_iterations: StrictInt = Field(10, gt=0)
+    batch_size: StrictInt = Field(512, gt=0)
+
+
+InitSpec = Annotated[
+    PlainInit | ConstantInit | NormalInit | UniformInit | MatrixInit | VarianceScalingInit | LSUVInit,
+    Field(discriminator="name"),
+]
+NEEDS_A_MATRIX = ("orthogonal", "identity", "lsuv")
+
+
+def _named(value: Any, default: str) -> Any:
+    """A bare name stands for that initializer with its default arguments."""
+    if value is None:
+        return {"name": default}
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, dict) and "name" not in value:
+        return {"name": default, **value}
+    return value
+
+
+def init_spec(value: str | dict[str, Any]) -> InitSpec:
+    """A validated initializer spec from a name or a mapping, as params.yaml writes it."""
+    default = value if isinstance(value, str) else ""
+    return TypeAdapter(InitSpec).validate_python(_named(value, default))
 
 
 def _unique(values: list[Any]) -> list[Any]:
@@ -62,7 +149,7 @@ def _unique(values: list[Any]) -> list[Any]:
 
 
 class StudyParams(_Section):
-    initializers: list[Initializer] = Field(min_length=1)
+    initializers: list[str] = Field(min_length=1)
     seeds: list[StrictInt] = Field(min_length=1)
 
     _unique_initializers = field_validator("initializers")(_unique)
@@ -79,22 +166,54 @@ class ModelParams(_Section):
     hidden_units: list[StrictInt] = Field(min_length=1)
     activation: Literal["relu", "tanh", "sigmoid", "selu", "elu", "gelu"]
     dropout: float = Field(ge=0, lt=1)
-    bias_initializer: Literal["zeros", "ones", "random_normal", "random_uniform"]
+    bias_initializer: InitSpec
+    family: Literal["mlp", "cnn"]
+    conv_filters: list[StrictInt]
+    batch_norm: bool
 
-    @field_validator("hidden_units")
+    @field_validator("bias_initializer", mode="before")
+    @classmethod
+    def _bias_name(cls, value: Any) -> Any:
+        return _named(value, "zeros")
+
+    @field_validator("bias_initializer")
+    @classmethod
+    def _bias_is_elementwise(cls, spec: _Init) -> _Init:
+        if spec.name in NEEDS_A_MATRIX:
+            raise ValueError(f"{spec.name} needs a matrix; a bias is a vector")
+        return spec
+
+    @field_validator("hidden_units", "conv_filters")
     @classmethod
     def _positive_units(cls, units: list[int]) -> list[int]:
         if any(u <= 0 for u in units):
-            raise ValueError("hidden layer sizes must be positive integers")
+            raise ValueError("layer sizes must be positive integers")
         return units
+
+    @model_validator(mode="after")
+    def _cnn_has_convolutions(self) -> ModelParams:
+        if self.family == "cnn" and not self.conv_filters:
+            raise ValueError("model.conv_filters: a cnn needs at least one convolution block")
+        return self
 
 
 class TrainParams(_Section):
     backend: Literal["tensorflow", "jax"]
     optimizer: Literal["adam", "sgd"]
     learning_rate: PositiveFloat
+    momentum: float = Field(ge=0, lt=1)
+    nesterov: bool
     batch_size: StrictInt = Field(gt=0)
     epochs: StrictInt = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _momentum_is_sgd(self) -> TrainParams:
+        if self.optimizer != "sgd" and (self.momentum or self.nesterov):
+            raise ValueError(
+                f"train.momentum and train.nesterov apply to sgd only; "
+                f"set them to 0 and false for {self.optimizer}"
+            )
+        return self
 
 
 class PlotParams(_Section):
@@ -107,20 +226,50 @@ class DiagnosticsParams(_Section):
 
 class AnalysisParams(_Section):
     target_accuracy: float = Field(gt=0, le=1)
-    reference: Initializer
+    reference: str
 
 
 class Params(_Section):
     data: DataParams
     study: StudyParams
+    initializers: dict[str, InitSpec] = Field(min_length=1)
     model: ModelParams
     train: TrainParams
     diagnostics: DiagnosticsParams
     analysis: AnalysisParams
     plots: PlotParams
 
+    @field_validator("initializers", mode="before")
+    @classmethod
+    def _labels(cls, catalogue: Any) -> Any:
+        if not isinstance(catalogue, dict):
+            return catalogue
+        bad = [str(label) for label in catalogue if not LABEL.fullmatch(str(label))]
+        if bad:
+            raise ValueError(
+                f"labels may hold only letters, digits and '_' (they name stages, "
+                f"folders and params keys): {', '.join(bad)}"
+            )
+        return {label: _named(spec, label) for label, spec in catalogue.items()}
+
     @model_validator(mode="after")
-    def _reference_is_studied(self) -> Params:
+    def _labels_are_defined(self) -> Params:
+        known = list(self.initializers)
+        for key, label in [("analysis.reference", self.analysis.reference)] + [
+            (f"study.initializers[{i}]", label) for i, label in enumerate(self.study.initializers)
+        ]:
+            if label not in known:
+                raise ValueError(
+                    f"{key} = {label!r}: not a label under initializers "
+                    f"({', '.join(known)}).{_hint(label, known)}"
+                )
+        if self.model.family == "cnn":
+            identity = [label for label in self.study.initializers if self.initializers[label].name == "identity"]
+            if identity:
+                raise ValueError(
+                    f"study.initializers: {', '.join(identity)} (identity) needs 2-D kernels; "
+                    "a cnn has 4-D conv kernels"
+                )
         if self.analysis.reference not in self.study.initializers:
             raise ValueError(
                 f"analysis.reference = {self.analysis.reference!r} is not one of "
@@ -129,22 +278,33 @@ class Params(_Section):
         return self
 
 
-def _key(loc: tuple[int | str, ...]) -> str:
-    key = ""
+SPECS: dict[str, type[_Init]] = {
+    name: model for model in get_args(get_args(InitSpec)[0])
+    for name in get_args(model.model_fields["name"].annotation)
+}
+
+
+def _walk(loc: tuple[int | str, ...]) -> tuple[str, list[str]]:
+    """The dotted key of an error's location, and the keys allowed beside its last part.
+
+    The location pydantic gives holds the tag of an initializer spec (its `name`) as a
+    part of its own; it is dropped from the key, and the spec's own keys are the allowed ones.
+    """
+    key, allowed = "", list(Params.model_fields)
+    node: Any = Params
     for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else part
-    return key
-
-
-def _section_fields(loc: tuple[int | str, ...]) -> list[str]:
-    """Names of the keys allowed next to the key at `loc`."""
-    model: type[BaseModel] = Params
-    for part in loc[:-1]:
-        annotation = model.model_fields[str(part)].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
+        if node is InitSpec or get_origin(node) is Annotated:
+            node = SPECS.get(str(part), Any)
+            continue
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            allowed = list(node.model_fields)
+            node = node.model_fields[str(part)].annotation if part in allowed else Any
+        elif get_origin(node) in (dict, list):
+            allowed, node = [], get_args(node)[-1]
+        else:
+            allowed, node = [], Any
+        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
+    return key, allowed
 
 
 def _hint(value: Any, choices: list[str]) -> str:
@@ -155,18 +315,25 @@ def _hint(value: Any, choices: list[str]) -> str:
 def _describe(error: dict[str, Any]) -> str:
     """One line for one schema violation: the key, the bad value, what is allowed."""
     loc = error["loc"]
-    key = _key(loc)
+    key, allowed = _walk(loc)
     if error["type"] == "missing":
         return f"{key}: missing required key"
     if error["type"] == "extra_forbidden":
-        allowed = _section_fields(loc)
         return (
             f"{key}: unknown key; allowed here: {', '.join(allowed)}."
             + _hint(loc[-1], allowed)
         )
+    if error["type"] == "union_tag_invalid":
+        names = list(SPECS)
+        return (
+            f"{key}.name = {error['ctx']['tag']!r}: unknown initializer; allowed: "
+            f"{', '.join(names)}.{_hint(error['ctx']['tag'], names)}"
+        )
     message = error["msg"].removeprefix("Value error, ")
     if not loc:  # a rule across sections: its message names the keys
         return message
+    if isinstance(error["input"], dict):  # a rule across the keys of a section
+        return message if message.startswith(f"{key}.") else f"{key}: {message}"
     line = f"{key} = {error['input']!r}: {message}"
     if error["type"] == "literal_error":
         line += "." + _hint(error["input"], re.findall(r"'([^']*)'", error["ctx"]["expected"]))

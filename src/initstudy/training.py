@@ -11,10 +11,8 @@ import keras
 
 from initstudy.atomic import write_json
 from initstudy.datasets import Split
-from initstudy.models import build_mlp
+from initstudy.initialization import initial_model
 from initstudy.params import Params, TrainParams
-
-OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -34,8 +32,12 @@ def compile_model(model: keras.Model, train: TrainParams, steps_per_epoch: int) 
     This changes no number the model computes; it removes the per-step Python
     overhead that dominates a small model on a CPU.
     """
+    if train.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(train.learning_rate, momentum=train.momentum, nesterov=train.nesterov)
+    else:
+        optimizer = keras.optimizers.Adam(train.learning_rate)
     model.compile(
-        optimizer=OPTIMIZERS[train.optimizer](learning_rate=train.learning_rate),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=steps_per_epoch,
@@ -67,10 +69,10 @@ def run_metrics(history: dict[str, list[float]], wall_seconds: float) -> dict[st
 def train_run(
     split: Split, n_classes: int, params: Params, initializer: str, seed: int, out_dir: Path
 ) -> dict[str, Any]:
-    """Train one model; write history.csv, model.keras and metrics.json (last) to `out_dir`."""
+    """Train one model, its initializer named by its label in params.initializers;
+    write history.csv, model.keras and metrics.json (last) to `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(seed)
-    model = build_mlp(split.x_train.shape[1:], n_classes, params.model, initializer)
+    model = initial_model(split, n_classes, params.model, params.initializers[initializer], seed)
     compile_model(model, params.train, math.ceil(len(split.x_train) / params.train.batch_size))
     start = time.perf_counter()
     history = model.fit(

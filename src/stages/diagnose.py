@@ -25,7 +25,8 @@ def main() -> None:
 
     layers, histograms = diagnose_study(
         split, DATASETS[params.data.name].classes, params.model,
-        params.study.initializers, params.study.seeds, params.diagnostics.batch_size,
+        {label: params.initializers[label] for label in params.study.initializers},
+        params.study.seeds, params.diagnostics.batch_size,
     )
     write_text(args.out / "init_layers.csv", layers.to_csv(index=False))
     write_text(args.out / "init_histograms.csv", histograms.to_csv(index=False))

@@ -7,19 +7,21 @@ from pathlib import Path
 
 from initstudy.backend import use_backend
 from initstudy.datasets import DATASETS, load_split
-from initstudy.errors import stage_main
-from initstudy.params import INITIALIZERS, load_params
+from initstudy.errors import StudyError, stage_main
+from initstudy.params import load_params
 
 
 @stage_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--initializer", required=True, choices=INITIALIZERS)
+    parser.add_argument("--initializer", required=True, help="a label under initializers in params.yaml")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--data", type=Path, required=True, help="folder of the dataset files")
     parser.add_argument("--out", type=Path, required=True, help="folder for this run's outputs")
     args = parser.parse_args()
     params = load_params()
+    if args.initializer not in params.initializers:
+        raise StudyError(f"--initializer {args.initializer}: not a label under initializers in params.yaml")
     split = load_split(
         params.data.name, args.data, params.data.train_samples, params.data.val_samples
     )

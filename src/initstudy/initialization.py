@@ -1,0 +1,55 @@
+"""How a run's network starts: seeded, built, and for LSUV rescaled on data.
+
+LSUV (layer-sequential unit variance, Mishkin & Matas 2015): start from orthogonal
+kernels, then, input to output, divide each layer's kernel by the std of its
+pre-activation output on a batch of training data until that variance is 1 within a
+tolerance (or the iterations run out).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from initstudy.datasets import Split
+from initstudy.errors import StudyError
+from initstudy.models import build_model, kernel_layers
+from initstudy.params import InitSpec, LSUVInit, ModelParams
+
+
+def pre_activation_variance(model: keras.Model, layer: keras.layers.Layer, x: np.ndarray) -> float:
+    """Variance of `layer`'s output before its activation, over every value on the batch `x`."""
+    activation, layer.activation = layer.activation, keras.activations.linear
+    try:
+        return float(np.var(np.asarray(keras.Model(model.inputs, layer.output)(x, training=False))))
+    finally:
+        layer.activation = activation
+
+
+def lsuv(model: keras.Model, x: np.ndarray, spec: LSUVInit) -> list[float]:
+    """Rescale each kernel layer in turn; return each layer's final pre-activation variance."""
+    variances = []
+    for layer in kernel_layers(model):
+        for _ in range(spec.max_iterations):
+            variance = pre_activation_variance(model, layer, x)
+            if not math.isfinite(variance) or variance == 0:
+                raise StudyError(f"LSUV: layer {layer.name} has output variance {variance} on the batch")
+            if abs(variance - 1) < spec.tolerance:
+                break
+            layer.kernel.assign(np.asarray(layer.kernel) / math.sqrt(variance))
+        else:
+            variance = pre_activation_variance(model, layer, x)
+        print(f"LSUV: {layer.name} output variance {variance:.4f}", flush=True)
+        variances.append(variance)
+    return variances
+
+
+def initial_model(split: Split, n_classes: int, model: ModelParams, spec: InitSpec, seed: int) -> keras.Model:
+    """The network exactly as a run starts training: the same seed, calls and weights every time."""
+    keras.utils.set_random_seed(seed)
+    network = build_model(split.x_train.shape[1:], n_classes, model, spec)
+    if isinstance(spec, LSUVInit):
+        lsuv(network, split.x_train[: spec.batch_size], spec)
+    return network
