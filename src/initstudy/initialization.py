@@ -23,7 +23,7 @@ def pre_activation_variance(model: keras.Model, layer: keras.layers.Layer, x: np
     """Variance of `layer`'s output before its activation, over every value on the batch `x`."""
     activation, layer.activation = layer.activation, keras.activations.linear
     try:
-        return float(np.var(np.asarray(keras.Model(model.inputs, layer.output)(x, training=False))))
+        return float(np.var(np.asarray(keras.Model(model.inputs, layer.output)([x], training=False))))
     finally:
         layer.activation = activation
 
