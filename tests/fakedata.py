@@ -2,7 +2,7 @@
 
 The images are learnable: each class has its own pattern, plus noise. Tests use the
 writers; `python tests/fakedata.py cifar10 <folder>` writes a mirror to try a study on,
-and prints the `data.checksums` it needs (the published checksums belong to the real files).
+and prints the `dvc exp run` option setting the `data.checksums` it needs (the published checksums belong to the real files).
 """
 
 from __future__ import annotations
@@ -11,16 +11,13 @@ import argparse
 import gzip
 import hashlib
 import io
-import json
 import pickle
 import tarfile
 from pathlib import Path
 
 import numpy as np
 
-IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+from initstudy.datasets import CIFAR10_ARCHIVE, IDX_FILES
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -97,7 +94,8 @@ def main() -> None:
         write_cifar10(args.folder, args.train // 5, args.val)
     else:
         write_idx_dataset(args.folder, args.train, args.val)
-    print(f"data.checksums={json.dumps(checksums(args.folder), separators=(',', ':'))}")
+    pairs = ",".join(f'{name}:"{checksum}"' for name, checksum in checksums(args.folder).items())
+    print(f"-S 'data.checksums={{{pairs}}}'")  # Hydra override syntax, as `dvc exp run -S` takes it
 
 
 if __name__ == "__main__":

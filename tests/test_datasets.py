@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import os
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fakedata import idx_bytes, write_idx
-from initstudy.datasets import IDX_FILES, DataError, load_split, read_idx
+from fakedata import cifar_batch, class_images, idx_bytes, write_cifar10, write_idx, write_idx_dataset
+from initstudy.datasets import CIFAR10_ARCHIVE, IDX_FILES, DataError, dataset_checksums, load_split, read_idx
 
 
 def test_read_idx_round_trips_gzipped_and_plain(tmp_path: Path) -> None:
@@ -71,3 +73,49 @@ def test_real_mnist_has_the_published_shapes(mnist_dir: Path) -> None:
     split = load_split("mnist", mnist_dir)
     assert split.x_train.shape == (60000, 28, 28, 1) and split.x_val.shape == (10000, 28, 28, 1)
     assert np.bincount(split.y_val).argmax() == 1 and np.bincount(split.y_val)[1] == 1135
+
+
+def test_cifar10_archive_is_read_with_its_pixel_layout(tmp_path: Path) -> None:
+    write_cifar10(tmp_path, per_batch=6, n_test=4)
+    split = load_split("cifar10", tmp_path)
+    assert split.x_train.shape == (30, 32, 32, 3) and split.x_val.shape == (4, 32, 32, 3)
+    images, labels = class_images(6, (32, 32, 3), seed=3)  # what data_batch_3 holds
+    np.testing.assert_array_equal(split.x_train[12:18], images.astype(np.float32) / 255)
+    np.testing.assert_array_equal(split.y_train[12:18], labels)
+    rows = pickle.loads(cifar_batch(images, labels, "x"), encoding="bytes")[b"data"]
+    assert rows[0, 1] == images[0, 0, 1, 0] and rows[0, 1024] == images[0, 0, 0, 1]  # R plane, then G
+
+
+def test_fashion_mnist_is_read_like_mnist(tmp_path: Path) -> None:
+    write_idx_dataset(tmp_path, n_train=12, n_val=5)
+    split = load_split("fashion_mnist", tmp_path, train_samples=10)
+    assert split.x_train.shape == (10, 28, 28, 1) and split.y_val.shape == (5,)
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ({"data_batch_2": pickle.dumps({b"data": np.zeros((3, 3072), np.uint8), b"labels": [1, 2]}, protocol=2)},
+         "data_batch_2: data \\(3, 3072\\) and 2 labels"),
+        ({"test_batch": pickle.dumps(os.system, protocol=2)}, "refusing to load posix.system"),
+        ({"data_batch_5": b"not a pickle"}, "UnpicklingError"),
+    ],
+)
+def test_a_broken_cifar10_archive_is_named(tmp_path: Path, members: dict, message: str) -> None:
+    path = write_cifar10(tmp_path, per_batch=3, n_test=2, members=members)
+    with pytest.raises(DataError, match=message) as info:
+        load_split("cifar10", tmp_path)
+    assert str(path) in str(info.value) and "not a readable CIFAR-10 python archive" in str(info.value)
+
+
+def test_a_truncated_or_incomplete_cifar10_archive_is_named(tmp_path: Path) -> None:
+    path = write_cifar10(tmp_path, per_batch=3, n_test=2)
+    path.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(DataError, match="not a readable CIFAR-10 python archive"):
+        load_split("cifar10", tmp_path)
+
+
+def test_published_checksums_can_be_replaced() -> None:
+    own = "sha256:" + "0" * 64
+    assert dataset_checksums("cifar10", {CIFAR10_ARCHIVE: own}) == {CIFAR10_ARCHIVE: own}
+    assert dataset_checksums("fashion_mnist", {})["t10k-labels-idx1-ubyte.gz"].startswith("md5:")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fakedata import write_idx_dataset
 from initstudy.datasets import DATASETS, DataError
 from initstudy.download import fetch_dataset, fetch_file
 
@@ -83,3 +84,15 @@ def test_a_failed_dataset_leaves_the_previous_copy_untouched(mnist_dir: Path, tm
         fetch_dataset(MNIST, [str(partial)], dest)
     assert (dest / "train-images-idx3-ubyte.gz").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist", "partial"]
+
+
+def test_md5_checksums_verify_too(serve, tmp_path: Path) -> None:
+    """Fashion-MNIST's published checksums are md5: the same path checks them."""
+    mirror = tmp_path / "mirror"
+    write_idx_dataset(mirror, n_train=20, n_val=5)
+    files = {p.name: "md5:" + hashlib.md5(p.read_bytes()).hexdigest() for p in mirror.iterdir()}
+    fetch_dataset(files, [serve(mirror)], tmp_path / "fashion_mnist")
+    assert sorted(p.name for p in (tmp_path / "fashion_mnist").iterdir()) == sorted(files)
+    wrong = "md5:" + "0" * 32
+    with pytest.raises(DataError, match=f"expected md5 {'0' * 32}, got {files[LABELS][4:]}"):
+        fetch_file(LABELS, wrong, [str(mirror)], tmp_path)

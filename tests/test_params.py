@@ -62,6 +62,8 @@ def test_unknown_initializer_suggests_the_closest_name() -> None:
         ("train__momentum", 1.5, "train.momentum = 1.5: Input should be less than 1"),
         ("data__name", "cifar100", "Did you mean 'cifar10'?"),
         ("data__checksums", {"a.gz": "sha1:00"}, "data.checksums.a.gz = 'sha1:00'"),
+        ("data__checksums", {"cifar-10-python.tar.gz": "md5:" + "0" * 32},
+         "data.checksums: cifar-10-python.tar.gz is not a file of mnist (train-images-idx3-ubyte.gz, "),
         ("initializers__n", {"name": "random_normal", "stddev": -1}, "initializers.n.stddev = -1: Input should be greater than 0"),
         ("initializers__n", {"name": "random_normall"}, "initializers.n.name = 'random_normall': unknown initializer"),
         ("initializers__n", {"name": "variance_scaling", "mode": "fan_out", "distribution": "gaussian"},

@@ -106,3 +106,11 @@ def test_backends_differ_in_random_streams_only(mnist_dir: Path, tmp_path: Path)
     assert results["tensorflow"]["final_val_accuracy"] == pytest.approx(
         results["jax"]["final_val_accuracy"], abs=0.05
     )
+
+
+def test_sgd_momentum_and_nesterov_reach_the_optimizer_of_an_lsuv_run(small_split, tmp_path: Path) -> None:
+    params = small_params(tmp_path, optimizer="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, epochs=1)
+    metrics = train_run(small_split, 10, params, "lsuv", 0, tmp_path / "run")
+    optimizer = keras.saving.load_model(tmp_path / "run" / "model.keras").optimizer
+    assert (type(optimizer).__name__, optimizer.momentum, optimizer.nesterov) == ("SGD", 0.9, True)
+    assert metrics["initializer"] == "lsuv" and metrics["final_val_accuracy"] > 0.5

@@ -21,9 +21,10 @@ from pydantic import (
     model_validator,
 )
 
+from initstudy.datasets import DATASETS
 from initstudy.errors import StudyError
 
-KERAS_INITIALIZERS: tuple[str, ...] = (
+WITHOUT_ARGUMENTS: tuple[str, ...] = (  # Keras initializers that take no argument but a seed
     "zeros",
     "ones",
     "glorot_normal",
@@ -44,7 +45,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Dataset = Literal["mnist", "fashion_mnist", "cifar10"]
+Dataset = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
 Checksum = Annotated[str, StringConstraints(pattern=r"^(sha256:[0-9a-f]{64}|md5:[0-9a-f]{32})$")]
 
 
@@ -56,9 +57,15 @@ class DataParams(_Section):
     val_samples: StrictInt | None = Field(gt=0)
 
     @model_validator(mode="after")
-    def _sources_for_the_dataset(self) -> DataParams:
+    def _sources_and_checksums_for_the_dataset(self) -> DataParams:
         if not self.sources.get(self.name):
             raise ValueError(f"data.sources.{self.name}: no source listed for the dataset in data.name")
+        files = DATASETS[self.name].checksums
+        unknown = sorted(set(self.checksums) - set(files))
+        if unknown:
+            raise ValueError(
+                f"data.checksums: {', '.join(unknown)} is not a file of {self.name} ({', '.join(files)})"
+            )
         return self
 
 
@@ -70,7 +77,7 @@ class _Init(_Section):
 
 
 class PlainInit(_Init):
-    name: Literal[KERAS_INITIALIZERS]  # type: ignore[valid-type]
+    name: Literal[WITHOUT_ARGUMENTS]  # type: ignore[valid-type]
 
 
 class ConstantInit(_Init):
