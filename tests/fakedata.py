@@ -95,7 +95,7 @@ def main() -> None:
     else:
         write_idx_dataset(args.folder, args.train, args.val)
     pairs = ",".join(f'{name}:"{checksum}"' for name, checksum in checksums(args.folder).items())
-    print(f"-S 'data.checksums={{{pairs}}}'")  # Hydra override syntax, as `dvc exp run -S` takes it
+    print(f"-S '++data.checksums={{{pairs}}}'")  # Hydra syntax; ++ adds keys to the empty mapping
 
 
 if __name__ == "__main__":
