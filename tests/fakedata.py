@@ -69,12 +69,14 @@ def write_cifar10(folder: Path, per_batch: int, n_test: int, members: dict[str, 
     files["test_batch"] = cifar_batch(*class_images(n_test, (32, 32, 3), seed=0), "test")
     files["batches.meta"] = pickle.dumps({b"label_names": [f"class{i}".encode() for i in range(10)]}, protocol=2)
     files |= members or {}
-    path = folder / CIFAR10_ARCHIVE
-    with tarfile.open(path, "w:gz") as tar:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
         for name, data in files.items():
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+    path = folder / CIFAR10_ARCHIVE
+    path.write_bytes(gzip.compress(archive.getvalue(), mtime=0))  # the same bytes every time
     return path
 
 

@@ -28,9 +28,8 @@ def pre_activation_variance(model: keras.Model, layer: keras.layers.Layer, x: np
         layer.activation = activation
 
 
-def lsuv(model: keras.Model, x: np.ndarray, spec: LSUVInit) -> list[float]:
-    """Rescale each kernel layer in turn; return each layer's final pre-activation variance."""
-    variances = []
+def lsuv(model: keras.Model, x: np.ndarray, spec: LSUVInit) -> None:
+    """Rescale each kernel layer in turn, and log its final pre-activation variance."""
     for layer in kernel_layers(model):
         for _ in range(spec.max_iterations):
             variance = pre_activation_variance(model, layer, x)
@@ -42,8 +41,6 @@ def lsuv(model: keras.Model, x: np.ndarray, spec: LSUVInit) -> list[float]:
         else:
             variance = pre_activation_variance(model, layer, x)
         print(f"LSUV: {layer.name} output variance {variance:.4f}", flush=True)
-        variances.append(variance)
-    return variances
 
 
 def initial_model(split: Split, n_classes: int, model: ModelParams, spec: InitSpec, seed: int) -> keras.Model:
