@@ -81,44 +81,57 @@ def median_steady(times: list[float]) -> float:
     return statistics.median(times[1:] if len(times) > 1 else times)
 
 
-def epoch_section(data: Path, epochs: int, scratch: Path) -> list[str]:
+def spread(values: list[float], fmt: str) -> str:
+    """The median of values, with their range when there are several."""
+    mid = format(statistics.median(values), fmt)
+    return mid if len(values) == 1 else f"{mid} ({format(min(values), fmt)}–{format(max(values), fmt)})"
+
+
+def epoch_section(data: Path, epochs: int, rounds: int, scratch: Path) -> list[str]:
+    """Plain loop, project path on TensorFlow and on JAX, interleaved over several rounds."""
     rate = matmul_gflops()
     floor = model_gflop_per_epoch([256, 128], 60000, 10000) / rate
-    rows, lines = [], []
-    base = scratch / "plain"
-    base.mkdir()
-    (base / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    update_params(base / "params.yaml", train={"epochs": epochs},
-                  study={"initializers": ["glorot_uniform"], "seeds": [0]})
-    times, acc = plain_epochs(base, data)
-    plain = median_steady(times)
-    rows.append(("plain loop: default compile()/fit(), TensorFlow", times[0], plain, 1.0, acc, None, None))
-    for backend in ("tensorflow", "jax"):
-        folder = scratch / backend
-        folder.mkdir()
-        (folder / "params.yaml").write_text((base / "params.yaml").read_text())
-        update_params(folder / "params.yaml", train={"backend": backend})
-        times, acc, wall, peak = project_epochs(folder, data)
-        steady = median_steady(times)
-        rows.append((f"project path, {backend}", times[0], steady, plain / steady, acc,
-                     wall - sum(times), peak))
-    lines += [
+    names = {"plain": "plain loop: default compile()/fit(), TensorFlow",
+             "tensorflow": "project path, tensorflow", "jax": "project path, jax"}
+    for name in names:
+        (scratch / name).mkdir()
+        (scratch / name / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+        backend = {} if name == "plain" else {"backend": name}  # the plain loop is TensorFlow by definition
+        update_params(scratch / name / "params.yaml", train={"epochs": epochs, **backend},
+                      study={"initializers": ["glorot_uniform"], "seeds": [0]})
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for _ in range(rounds):
+        times, acc = plain_epochs(scratch / "plain", data)
+        runs["plain"].append({"times": times, "acc": acc})
+        for backend in ("tensorflow", "jax"):
+            times, acc, wall, peak = project_epochs(scratch / backend, data)
+            runs[backend].append({"times": times, "acc": acc, "overhead": wall - sum(times), "peak": peak})
+    plain_steady = [median_steady(run["times"]) for run in runs["plain"]]
+    lines = [
         f"NumPy float32 matmul rate: {rate:.0f} GFLOP/s; default model: "
         f"{model_gflop_per_epoch([256, 128], 60000, 10000):.1f} GFLOP per epoch "
         f"(60,000 training + 10,000 validation samples) ⇒ arithmetic floor {floor:.2f} s per epoch.",
         "",
-        f"Epoch times over {epochs} epochs of the default model (steady = median of epochs 2..{epochs}):",
+        f"Epoch times of the default model, {epochs} epochs per run, {rounds} rounds (plain, tensorflow, "
+        f"jax in turn each round). Steady = median of epochs 2..{epochs} of a run; each cell gives the "
+        "median over rounds and, in brackets, the range; the speed-up compares runs of the same round:",
         "",
         "| path | first epoch (s) | steady epoch (s) | speed-up vs plain | × floor | val acc | "
         "stage overhead (s) | stage peak RSS (MiB) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, first, steady, ratio, acc, overhead, peak in rows:
-        extra = "– | –" if overhead is None else f"{overhead:.1f} | {peak:.0f}"
-        lines.append(f"| {name} | {first:.2f} | {steady:.2f} | **{ratio:.2f}×** | "
-                     f"{steady / floor:.1f} | {acc:.4f} | {extra} |")
+    for name, label in names.items():
+        steady = [median_steady(run["times"]) for run in runs[name]]
+        ratios = [p / s for p, s in zip(plain_steady, steady)]
+        accs = sorted({f"{run['acc']:.4f}" for run in runs[name]})
+        extra = ("– | –" if name == "plain" else
+                 f"{spread([run['overhead'] for run in runs[name]], '.1f')} | "
+                 f"{max(run['peak'] for run in runs[name]):.0f}")
+        lines.append(f"| {label} | {spread([run['times'][0] for run in runs[name]], '.2f')} | "
+                     f"{spread(steady, '.2f')} | **{spread(ratios, '.2f')}×** | "
+                     f"{statistics.median(steady) / floor:.1f} | {', '.join(accs)} | {extra} |")
     lines += ["", "Stage overhead = stage wall time − its epochs' time: process start, imports, "
-              "data loading, first-call compilation, saving."]
+              "data loading, first-call compilation, saving. Peak RSS is the largest of the rounds."]
     start = time.perf_counter()
     load_split("mnist", data)
     lines.append(f"Parsing the four IDX files (gzip + checks): {time.perf_counter() - start:.2f} s per stage.")
@@ -169,7 +182,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     default_data = os.environ.get("INITSTUDY_DATA_MIRROR", str(ROOT / "data/raw/mnist"))
     parser.add_argument("--data", type=Path, default=Path(default_data), help="folder of the MNIST files")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs for the per-epoch comparison")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per run of the per-epoch comparison")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the per-epoch comparison")
     parser.add_argument("--study-seeds", type=int, nargs="+", default=[0],
                         help="seeds of the whole-study comparison (all 12 initializers each)")
     parser.add_argument("--skip-study", action="store_true", help="skip the whole-study comparison")
@@ -180,7 +194,7 @@ def main() -> None:
              f"Python {platform.python_version()}.", ""]
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        lines += epoch_section(args.data, args.epochs, scratch) + [""]
+        lines += epoch_section(args.data, args.epochs, args.rounds, scratch) + [""]
         lines += stage_section() + [""]
         if not args.skip_study:
             lines += study_section(args.data, args.study_seeds, scratch)
