@@ -142,6 +142,20 @@ def test_study_labels_must_be_defined_and_identity_needs_an_mlp() -> None:
         parse_params(raw)
 
 
+@pytest.mark.parametrize(("dataset", "most"), [("mnist", 4), ("cifar10", 5)])
+def test_a_cnn_may_not_pool_its_images_away(dataset: str, most: int) -> None:
+    raw = copy.deepcopy(DEFAULTS)
+    raw["data"]["name"] = dataset
+    raw["model"]["family"] = "cnn"
+    raw["study"]["initializers"] = [raw["analysis"]["reference"], "he_normal"]
+    raw["model"]["conv_filters"] = [8] * most
+    assert parse_params(raw).model.conv_filters == [8] * most
+    raw["model"]["conv_filters"] = [8] * (most + 1)
+    with pytest.raises(ParamsError, match=rf"model.conv_filters = \[8(, 8)*\]: each block halves the image, "
+                       rf"and {dataset}'s .* allow at most {most} blocks"):
+        parse_params(raw)
+
+
 def test_momentum_and_nesterov_belong_to_sgd() -> None:
     assert "train.momentum and train.nesterov apply to sgd only" in problems(train__momentum=0.9)
     raw = copy.deepcopy(DEFAULTS)

@@ -31,9 +31,10 @@ CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 @dataclass(frozen=True)
 class Dataset:
     """A dataset's files with their published checksums ("sha256:<hex>" or "md5:<hex>"),
-    its number of classes, and the reader of its format."""
+    its number of classes, the side of its square images, and the reader of its format."""
 
     classes: int
+    image_size: int
     checksums: dict[str, str]
     reader: Callable[[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
@@ -49,6 +50,7 @@ def _cifar10_dataset(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
 DATASETS: dict[str, Dataset] = {
     "mnist": Dataset(
         classes=10,
+        image_size=28,
         checksums=dict(zip(IDX_FILES, (
             "sha256:440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
             "sha256:3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
@@ -59,6 +61,7 @@ DATASETS: dict[str, Dataset] = {
     ),
     "fashion_mnist": Dataset(  # Zalando Research publish md5 sums only
         classes=10,
+        image_size=28,
         checksums=dict(zip(IDX_FILES, (
             "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d",
             "md5:25c81989df183df01b3e8a0aad5dffbe",
@@ -69,6 +72,7 @@ DATASETS: dict[str, Dataset] = {
     ),
     "cifar10": Dataset(
         classes=10,
+        image_size=32,
         checksums={CIFAR10_ARCHIVE: "sha256:6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"},
         reader=_cifar10_dataset,
     ),

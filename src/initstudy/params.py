@@ -271,6 +271,12 @@ class Params(_Section):
                     f"({', '.join(known)}).{_hint(label, known)}"
                 )
         if self.model.family == "cnn":
+            size = DATASETS[self.data.name].image_size
+            if 2 ** len(self.model.conv_filters) > size:
+                raise ValueError(
+                    f"model.conv_filters = {self.model.conv_filters}: each block halves the image, and "
+                    f"{self.data.name}'s {size}×{size} images allow at most {size.bit_length() - 1} blocks"
+                )
             identity = [label for label in self.study.initializers if self.initializers[label].name == "identity"]
             if identity:
                 raise ValueError(
