@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from initstudy.download import MIRROR_ENV
 from initstudy.workspace import ROOT, command_env, update_params
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -27,10 +28,15 @@ SMALL_STUDY = dict(
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    """The folder holding the four official MNIST files (INITSTUDY_DATA_MIRROR or ../shared)."""
-    path = Path(os.environ.get("INITSTUDY_DATA_MIRROR", ROOT.parent / "shared/data/mnist-idx"))
+    """The folder holding the four official MNIST files (INITSTUDY_DATA_MIRROR or ../shared).
+
+    Without either, the tests that need real MNIST are skipped; a mirror that is named
+    but missing (as CI names one) fails them, so a broken setup cannot pass as green.
+    """
+    named = os.environ.get(MIRROR_ENV)
+    path = Path(named or ROOT.parent / "shared/data/mnist-idx")
     if not (path / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"no MNIST mirror at {path}; set INITSTUDY_DATA_MIRROR")
+        (pytest.fail if named else pytest.skip)(f"no MNIST mirror at {path}; set {MIRROR_ENV}")
     return path
 
 

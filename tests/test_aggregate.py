@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from initstudy.aggregate import analyze_runs, load_runs, results_table, summarize
+from initstudy.aggregate import analyze_runs, converged_epochs, load_runs, results_table, summarize
 from initstudy.errors import StudyError
 
 # val accuracy per epoch of each (initializer, seed); train accuracy is val + 0.01,
@@ -114,6 +114,14 @@ def test_diverged_runs_are_counted_but_kept_out_of_the_statistics() -> None:
     assert (ones["runs"], ones["diverged"]) == (2, 1)
     assert ones["final_val_accuracy"] == {"mean": 0.5, "min": 0.5, "max": 0.5}  # one run: no std, no CI
     assert ones["stability"]["jitter"] == pytest.approx(0.2)
+
+
+def test_the_epoch_table_for_plots_holds_the_converged_runs_only() -> None:
+    runs, epochs = tables()
+    kept = converged_epochs(runs, epochs)
+    assert set(zip(kept.initializer, kept.seed)) == set(zip(runs.initializer, runs.seed)) - DIVERGED
+    assert len(kept) == len(epochs) - (epochs.initializer == "ones").sum() // 2  # ones-0 of ones' 2 runs
+    assert list(kept.columns) == list(epochs.columns)
 
 
 def test_an_initializer_whose_runs_all_diverged_has_counts_only() -> None:

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from conftest import ROOT, SMALL_STUDY, QuietHandler, run_stage, write_params
@@ -88,24 +89,43 @@ def stage_pid(marker: str) -> int:
     raise AssertionError(f"no stage process with {marker!r}")
 
 
-def test_a_killed_training_stage_leaves_no_metrics_and_only_it_reruns(trained: Workspace) -> None:
-    trained.set_params(study={"seeds": [0, 1, 2]})  # two new runs: zeros-2, he_normal-2
-    proc = subprocess.Popen(["dvc", "repro"], cwd=trained.path, env=trained.env, text=True,
+def start_repro(repo: Workspace) -> subprocess.Popen[str]:
+    """`dvc repro` in its own process group, as a terminal's foreground job."""
+    return subprocess.Popen(["dvc", "repro"], cwd=repo.path, env=repo.env, text=True, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def running_train_stages(proc: subprocess.Popen[str], count: int) -> list[str]:
+    """Read the repro's log until `count` train stages have started; return their keys."""
     started = []
     for line in proc.stdout:
         if line.startswith("Running stage 'train@"):
             started.append(line.split("@")[1].split("'")[0])
-            if len(started) == 2:
-                break
+            if len(started) == count:
+                return started
+    raise AssertionError(f"repro ended after {len(started)} train stages")
+
+
+@pytest.mark.parametrize(("interrupt", "seed"), [  # a new seed each: DVC's run-cache holds the earlier ones
+    ("SIGTERM to the stage", 2), ("Ctrl-C (SIGINT to the job)", 3)])
+def test_an_interrupted_training_stage_leaves_no_metrics_and_only_it_reruns(
+    trained: Workspace, interrupt: str, seed: int
+) -> None:
+    trained.set_params(study={"seeds": [0, 1, seed]})  # two new runs: zeros-<seed>, he_normal-<seed>
+    proc = start_repro(trained)
+    started = running_train_stages(proc, 2)
     killed = trained.path / "runs" / started[1]
     deadline = time.time() + 120
     while not killed.exists():  # the stage creates it just before building and training the model
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.05)
-    os.kill(stage_pid(f"--out runs/{started[1]}"), signal.SIGKILL)
-    proc.communicate(timeout=120)
+    if interrupt.startswith("Ctrl-C"):
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(stage_pid(f"--out runs/{started[1]}"), getattr(signal, interrupt.split()[0]))
+    out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
+    assert f"failed to reproduce 'train@{started[1]}'" in out or "interrupted by the user" in out.lower(), out
     assert (trained.path / "runs" / started[0] / "metrics.json").exists()
     assert not (killed / "metrics.json").exists()
     # diagnose (and so plots_init) may or may not have run before the kill: DVC orders them freely
@@ -117,9 +137,8 @@ def test_a_killed_training_stage_leaves_no_metrics_and_only_it_reruns(trained: W
 def test_a_second_repro_at_once_fails_with_the_lock_message(trained: Workspace) -> None:
     """DVC locks each output a running repro uses: a second repro fails at once, harmlessly."""
     trained.set_params(train={"epochs": 2})
-    first = subprocess.Popen(["dvc", "repro"], cwd=trained.path, env=trained.env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    time.sleep(3)
+    first = start_repro(trained)
+    running_train_stages(first, 1)  # the first repro is inside a stage, holding its locks
     second = trained.run("dvc", "repro", check=False)
     out, _ = first.communicate(timeout=600)
     assert first.returncode == 0, out
@@ -142,6 +161,7 @@ def test_a_diverging_run_is_recorded_and_the_pipeline_goes_on(tmp_path: Path, mn
     assert summary["zeros"]["diverged"] == 0 and summary["zeros"]["rank"] == 1
     shown = repo.run("dvc", "metrics", "show", "--json").stdout
     assert json.loads(shown) and "NaN" not in shown
+    assert set(pd.read_csv(repo.path / "metrics/epochs.csv").initializer) == {"zeros"}  # no curve of ones
     assert (repo.path / "plots/val_loss.png").stat().st_size > 0
 
 
@@ -182,6 +202,28 @@ def test_a_server_error_is_retried_then_the_next_source_used(tmp_path: Path, mni
     failing = serve(mnist_dir, Failing)
     assert fetch_file(LABELS, MNIST[LABELS], [failing, serve(mnist_dir)], tmp_path) != failing
     assert len(hits) == download.ATTEMPTS_PER_SOURCE
+
+
+def test_a_response_cut_short_is_retried_then_the_next_source_used(tmp_path: Path, mnist_dir: Path, serve) -> None:
+    hits = []
+
+    class Cut(QuietHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"1000\r\n" + b"x" * 10)  # announces a 4,096-byte chunk, sends 10 bytes
+            self.close_connection = True
+
+    cut = serve(mnist_dir, Cut)
+    assert fetch_file(LABELS, MNIST[LABELS], [cut, serve(mnist_dir)], tmp_path) != cut
+    assert len(hits) == download.ATTEMPTS_PER_SOURCE
+    with pytest.raises(DataError, match=r"IncompleteRead"):
+        fetch_file(LABELS, MNIST[LABELS], [cut], tmp_path)
+    assert not list(tmp_path.glob(f".{LABELS}.*"))  # no partial file left behind
 
 
 def test_a_silent_server_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,6 +52,12 @@ def test_unknown_initializer_suggests_the_closest_name() -> None:
         ("train__batch_size", -1, "train.batch_size = -1: Input should be greater than 0"),
         ("train__learning_rate", 0, "train.learning_rate = 0: Input should be greater than 0"),
         ("train__learning_rate", "fast", "train.learning_rate = 'fast': Input should be a valid number"),
+        ("train__learning_rate", True, "train.learning_rate = True: Input should be a number, not true or false"),
+        ("train__learning_rate", float("inf"), "train.learning_rate = inf: Input should be a finite number"),
+        ("model__dropout", True, "model.dropout = True: Input should be a number, not true or false"),
+        ("model__batch_norm", 1, "model.batch_norm = 1: Input should be a valid boolean"),
+        ("train__nesterov", "yes", "train.nesterov = 'yes': Input should be a valid boolean"),
+        ("study__seeds", [0, True], "study.seeds[1] = True: Input should be a valid integer"),
         ("model__dropout", 1.0, "model.dropout = 1.0: Input should be less than 1"),
         ("model__dropout", -0.1, "model.dropout = -0.1"),
         ("model__hidden_units", [], "model.hidden_units = []: List should have at least 1 item"),
@@ -154,6 +160,12 @@ def test_a_cnn_may_not_pool_its_images_away(dataset: str, most: int) -> None:
     with pytest.raises(ParamsError, match=rf"model.conv_filters = \[8(, 8)*\]: each block halves the image, "
                        rf"and {dataset}'s .* allow at most {most} blocks"):
         parse_params(raw)
+
+
+def test_yaml_exponent_notation_is_a_number() -> None:
+    raw = copy.deepcopy(DEFAULTS)
+    raw["train"]["learning_rate"] = yaml.safe_load("1e-3")  # YAML 1.1 reads this as a string
+    assert parse_params(raw).train.learning_rate == 0.001
 
 
 def test_momentum_and_nesterov_belong_to_sgd() -> None:

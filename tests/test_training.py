@@ -14,7 +14,7 @@ import pytest
 from conftest import run_stage, write_params
 from initstudy.datasets import load_split
 from initstudy.params import load_params
-from initstudy.training import train_run
+from initstudy.training import run_metrics, train_run
 
 TIMINGS = ["wall_seconds"]
 
@@ -69,6 +69,14 @@ def test_zeros_learns_only_the_output_bias_and_predicts_the_commonest_digit(
     assert all(not np.asarray(layer.kernel).any() for layer in dense)
     assert all(not np.asarray(layer.bias).any() for layer in dense[:-1])
     assert np.argmax(np.asarray(dense[-1].bias)) == 1
+
+
+def test_an_infinite_validation_loss_is_a_divergence_too() -> None:
+    history = {"loss": [0.5, 0.4], "accuracy": [0.8, 0.9], "val_loss": [0.6, math.inf], "val_accuracy": [0.8, 0.1]}
+    metrics = run_metrics(history, 1.0)
+    assert metrics["diverged"] is True and metrics["final_val_loss"] is None
+    assert metrics["best_val_accuracy"] == 0.8 and metrics["best_epoch"] == 1
+    assert run_metrics(history | {"val_loss": [0.6, 0.5]}, 1.0)["diverged"] is False
 
 
 def test_a_diverging_run_is_recorded_as_diverged(small_split, tmp_path: Path) -> None:

@@ -71,6 +71,12 @@ def analyze_runs(runs: pd.DataFrame, epochs: pd.DataFrame, target: float) -> pd.
     return runs.merge(pd.DataFrame(rows), on=["initializer", "seed"], how="left")
 
 
+def converged_epochs(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """The per-epoch rows of the runs that did not diverge."""
+    converged = runs.loc[~runs.diverged.astype(bool), ["initializer", "seed"]]
+    return epochs.merge(converged, on=["initializer", "seed"])
+
+
 def welch(a: pd.Series, b: pd.Series) -> dict[str, float]:
     """Difference of means and the p-value of Welch's t-test (NaN where undefined)."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -114,8 +120,7 @@ def summarize(
     """
     diverged = runs.diverged.astype(bool)
     converged = runs[~diverged]
-    kept = epochs.merge(converged[["initializer", "seed"]], on=["initializer", "seed"])
-    spread = kept.groupby(["initializer", "epoch"]).val_accuracy.std().groupby("initializer").mean()
+    spread = converged_epochs(runs, epochs).groupby(["initializer", "epoch"]).val_accuracy.std().groupby("initializer").mean()
     final = {name: g.final_val_accuracy for name, g in converged.groupby("initializer")}
     means = pd.Series({name: values.mean() for name, values in final.items()}, dtype=float)
     rank = means.rank(ascending=False, method="min")

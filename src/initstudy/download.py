@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -11,6 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO
 
 from initstudy.datasets import DataError
 
@@ -26,7 +28,7 @@ def sources_with_mirror(sources: list[str]) -> list[str]:
     return [mirror, *sources] if mirror else list(sources)
 
 
-def _open(source: str, name: str):
+def _open(source: str, name: str) -> BinaryIO:
     """A readable binary stream of `name` at `source` (a directory or URL)."""
     if "://" not in source:
         return open(Path(source) / name, "rb")
@@ -58,7 +60,7 @@ def _copy_verified(source: str, name: str, checksum: str, dest: Path) -> None:
 def _retryable(exc: Exception) -> bool:
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code >= 500
-    return isinstance(exc, (urllib.error.URLError, TimeoutError, ConnectionError))
+    return isinstance(exc, (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException))
 
 
 def fetch_file(name: str, checksum: str, sources: list[str], dest_dir: Path) -> str:
@@ -69,7 +71,7 @@ def fetch_file(name: str, checksum: str, sources: list[str], dest_dir: Path) -> 
             try:
                 _copy_verified(source, name, checksum, dest_dir / name)
                 return source
-            except (OSError, DataError) as exc:
+            except (OSError, http.client.HTTPException, DataError) as exc:  # HTTPException: a cut or garbled response
                 if attempt == ATTEMPTS_PER_SOURCE or not _retryable(exc):
                     failures.append(f"{source}: {exc}")
                     break

@@ -10,9 +10,10 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    PositiveFloat,
+    StrictBool,
     StrictInt,
     StringConstraints,
     TypeAdapter,
@@ -45,6 +46,14 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # YAML's true/false would otherwise pass as 1.0/0.0
+        raise ValueError("Input should be a number, not true or false")
+    return value
+
+
+Real = Annotated[float, BeforeValidator(_not_a_bool), Field(allow_inf_nan=False)]
+PositiveReal = Annotated[Real, Field(gt=0)]
 Dataset = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
 Checksum = Annotated[str, StringConstraints(pattern=r"^(sha256:[0-9a-f]{64}|md5:[0-9a-f]{32})$")]
 
@@ -82,19 +91,19 @@ class PlainInit(_Init):
 
 class ConstantInit(_Init):
     name: Literal["constant"]
-    value: float = 0.0
+    value: Real = 0.0
 
 
 class NormalInit(_Init):
     name: Literal["random_normal", "truncated_normal"]
-    mean: float = 0.0
-    stddev: PositiveFloat = 0.05
+    mean: Real = 0.0
+    stddev: PositiveReal = 0.05
 
 
 class UniformInit(_Init):
     name: Literal["random_uniform"]
-    minval: float = -0.05
-    maxval: float = 0.05
+    minval: Real = -0.05
+    maxval: Real = 0.05
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformInit:
@@ -105,12 +114,12 @@ class UniformInit(_Init):
 
 class MatrixInit(_Init):
     name: Literal["orthogonal", "identity"]
-    gain: PositiveFloat = 1.0
+    gain: PositiveReal = 1.0
 
 
 class VarianceScalingInit(_Init):
     name: Literal["variance_scaling"]
-    scale: PositiveFloat = 1.0
+    scale: PositiveReal = 1.0
     mode: Literal["fan_in", "fan_out", "fan_avg"] = "fan_in"
     distribution: Literal["truncated_normal", "untruncated_normal", "uniform"] = "truncated_normal"
 
@@ -119,7 +128,7 @@ class LSUVInit(_Init):
     """Layer-sequential unit variance: orthogonal start, then each layer rescaled on a data batch."""
 
     name: Literal["lsuv"]
-    tolerance: float = Field(0.05, gt=0, lt=1)
+    tolerance: Real = Field(0.05, gt=0, lt=1)
     max_iterations: StrictInt = Field(10, gt=0)
     batch_size: StrictInt = Field(512, gt=0)
 
@@ -172,11 +181,11 @@ class StudyParams(_Section):
 class ModelParams(_Section):
     hidden_units: list[StrictInt] = Field(min_length=1)
     activation: Literal["relu", "tanh", "sigmoid", "selu", "elu", "gelu"]
-    dropout: float = Field(ge=0, lt=1)
+    dropout: Real = Field(ge=0, lt=1)
     bias_initializer: InitSpec
     family: Literal["mlp", "cnn"]
     conv_filters: list[StrictInt]
-    batch_norm: bool
+    batch_norm: StrictBool
 
     @field_validator("bias_initializer", mode="before")
     @classmethod
@@ -207,9 +216,9 @@ class ModelParams(_Section):
 class TrainParams(_Section):
     backend: Literal["tensorflow", "jax"]
     optimizer: Literal["adam", "sgd"]
-    learning_rate: PositiveFloat
-    momentum: float = Field(ge=0, lt=1)
-    nesterov: bool
+    learning_rate: PositiveReal
+    momentum: Real = Field(ge=0, lt=1)
+    nesterov: StrictBool
     batch_size: StrictInt = Field(gt=0)
     epochs: StrictInt = Field(gt=0)
 
@@ -232,7 +241,7 @@ class DiagnosticsParams(_Section):
 
 
 class AnalysisParams(_Section):
-    target_accuracy: float = Field(gt=0, le=1)
+    target_accuracy: Real = Field(gt=0, le=1)
     reference: str
 
 

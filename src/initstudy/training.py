@@ -54,7 +54,7 @@ def run_metrics(history: dict[str, list[float]], wall_seconds: float) -> dict[st
     finite = [v if math.isfinite(v) else -math.inf for v in val_accuracy]
     best = max(range(len(finite)), key=finite.__getitem__)
     return {
-        "diverged": not all(math.isfinite(v) for v in history["loss"]),
+        "diverged": not all(math.isfinite(v) for v in history["loss"] + history["val_loss"]),
         "epochs_completed": len(val_accuracy),
         "final_val_accuracy": _finite(val_accuracy[-1]),
         "best_val_accuracy": _finite(val_accuracy[best]),

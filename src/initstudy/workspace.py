@@ -56,7 +56,7 @@ class Workspace:
         self.path = path
         self.env = command_env(path.parent)
         if mirror:
-            self.env["INITSTUDY_DATA_MIRROR"] = mirror
+            self.env[MIRROR_ENV] = mirror
 
     @classmethod
     def create(cls, path: Path, mirror: str | None = None, **params: dict[str, Any]) -> Workspace:

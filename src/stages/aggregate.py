@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from initstudy.aggregate import analyze_runs, load_runs, results_table, summarize
+from initstudy.aggregate import analyze_runs, converged_epochs, load_runs, results_table, summarize
 from initstudy.atomic import write_json, write_text
 from initstudy.errors import stage_main
 from initstudy.params import load_params
@@ -26,7 +26,7 @@ def main() -> None:
     runs, epochs = load_runs(args.runs, study.initializers, study.seeds)
     runs = analyze_runs(runs, epochs, analysis.target_accuracy)
     summary = summarize(runs, epochs, study.initializers, analysis.reference, pd.read_csv(args.init))
-    write_text(args.out / "epochs.csv", epochs.to_csv(index=False))
+    write_text(args.out / "epochs.csv", converged_epochs(runs, epochs).to_csv(index=False))
     write_text(args.out / "runs.csv", runs.to_csv(index=False))
     write_text(args.out / "results.md",
                results_table(summary, runs, analysis.target_accuracy, analysis.reference))
