@@ -17,7 +17,7 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 import keras  # noqa: E402
 
 from initstudy.datasets import DATASETS, load_split  # noqa: E402
-from initstudy.models import build_model  # noqa: E402
+from initstudy.models import build_model, study_loss  # noqa: E402
 from initstudy.params import load_params  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def main() -> None:
                                 params.model, params.initializers[initializer])
             model.epoch_times = []
             model.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                          loss=study_loss(), metrics=["accuracy"])
             history = model.fit(split.x_train, split.y_train, batch_size=params.train.batch_size,
                                 epochs=params.train.epochs, validation_data=(split.x_val, split.y_val),
                                 verbose=0, callbacks=[EpochTimes()])

@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT, SMALL_STUDY, QuietHandler, run_stage, write_params
 from initstudy import download
 from initstudy.datasets import DATASETS, DataError
-from initstudy.download import fetch_dataset, fetch_file
+from initstudy.download import MIRROR_ENV, fetch_dataset, fetch_file
 from initstudy.workspace import Workspace, command_env
 
 MNIST = DATASETS["mnist"].checksums
@@ -70,6 +70,20 @@ def test_a_misspelt_key_stops_repro_naming_the_right_one(trained: Workspace) -> 
     trained.run("git", "checkout", "params.yaml")
     assert result.returncode != 0
     assert "train.epoch: unknown key" in result.stderr and "Did you mean 'epochs'?" in result.stderr
+
+
+def test_a_key_that_dvc_yaml_reads_stops_dvc_first_and_check_params_names_it(trained: Workspace) -> None:
+    before = outputs(trained)
+    params = (trained.path / "params.yaml").read_text()
+    (trained.path / "params.yaml").write_text(params.replace("  seeds:", "  seed:"))
+    result = trained.run("dvc", "repro", check=False)
+    check = run_stage(trained.path, "check_params")
+    trained.run("git", "checkout", "params.yaml")
+    assert result.returncode != 0 and "Could not find 'study.seeds'" in result.stderr
+    assert "Running stage" not in result.stdout
+    assert outputs(trained) == before
+    assert check.returncode == 2
+    assert "study.seed: unknown key" in check.stderr and "Did you mean 'seeds'?" in check.stderr
 
 
 def stage_pid(marker: str) -> int:
@@ -163,6 +177,19 @@ def test_a_diverging_run_is_recorded_and_the_pipeline_goes_on(tmp_path: Path, mn
     assert json.loads(shown) and "NaN" not in shown
     assert set(pd.read_csv(repo.path / "metrics/epochs.csv").initializer) == {"zeros"}  # no curve of ones
     assert (repo.path / "plots/val_loss.png").stat().st_size > 0
+
+
+def test_a_failed_download_in_repro_keeps_the_data_it_had(trained: Workspace, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    data = trained.path / "data/raw/mnist"
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    monkeypatch.delitem(trained.env, MIRROR_ENV)
+    trained.set_params(data={"sources": {"mnist": [str(tmp_path / "nowhere")]}})
+    result = trained.run("dvc", "repro", check=False)
+    trained.run("git", "checkout", "params.yaml")
+    assert result.returncode != 0 and "could not fetch" in result.stderr
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+    assert trained.repro() == set()  # the data is what dvc.lock records: nothing to redo
 
 
 def test_corrupt_mirror_is_rejected_by_the_download_stage(tmp_path: Path, mnist_dir: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from initstudy.models import build_model, kernel_layers
+from initstudy.models import build_model, kernel_layers, study_loss
 from initstudy.params import SPECS, ModelParams, init_spec
 
 PARAMS = ModelParams(hidden_units=[32, 16], activation="relu", dropout=0.2, bias_initializer="zeros",
@@ -26,8 +26,17 @@ def test_layers_follow_the_params() -> None:
     names = [type(layer).__name__ for layer in model.layers]
     assert names == ["Flatten", "Dense", "Dropout", "Dense", "Dropout", "Dense"]
     assert [k.shape for k in kernels("glorot_uniform")] == [(784, 32), (32, 16), (16, 10)]
-    assert model.layers[-1].activation.__name__ == "softmax"
+    assert model.layers[-1].activation.__name__ == "linear"  # logits: the softmax is in the loss
     assert model.layers[1].activation.__name__ == "relu"
+
+
+def test_the_loss_keeps_its_gradient_where_a_softmax_saturates() -> None:
+    """A confident wrong prediction still teaches: d loss / d logits = softmax − one-hot, not 0."""
+    import jax
+
+    logits, label = np.array([[1e4, 0.0, -1e4]], dtype=np.float32), np.array([1])
+    assert float(study_loss()(label, logits)) == pytest.approx(1e4)
+    np.testing.assert_allclose(jax.grad(lambda z: study_loss()(label, z))(logits), [[1.0, -1.0, 0.0]], atol=1e-6)
 
 
 def test_no_dropout_layers_when_dropout_is_zero() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -15,6 +17,7 @@ from conftest import run_stage, write_params
 from initstudy.datasets import load_split
 from initstudy.params import load_params
 from initstudy.training import run_metrics, train_run
+from initstudy.workspace import ROOT, command_env
 
 TIMINGS = ["wall_seconds"]
 
@@ -97,7 +100,24 @@ def test_train_stage_is_reproducible_on_each_backend(mnist_dir: Path, tmp_path: 
         result = run_stage(tmp_path, "train", "--initializer", "lecun_uniform", "--seed", "3",
                            "--data", str(mnist_dir), "--out", name)
         assert result.returncode == 0, result.stderr
-    assert without_timings(tmp_path / "a")[0] == without_timings(tmp_path / "b")[0]
+    (metrics_a, history_a), (metrics_b, history_b) = map(without_timings, [tmp_path / "a", tmp_path / "b"])
+    assert metrics_a == metrics_b
+    pd.testing.assert_frame_equal(history_a, history_b, check_exact=True)
+    if backend == "jax":  # the second run loaded the first one's compiled programs
+        assert any((tmp_path / ".cache/jax").iterdir())
+
+
+def test_a_jax_train_stage_never_imports_tensorflow(mnist_dir: Path, tmp_path: Path) -> None:
+    write_params(tmp_path, data={"train_samples": 500, "val_samples": 100}, train={"epochs": 1})
+    probe = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+             "print('imported:', sorted(m for m in ('tensorflow', 'jax') if sys.modules.get(m)))")
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(ROOT / "src/stages/train.py"), "--initializer", "he_normal",
+         "--seed", "0", "--data", str(mnist_dir), "--out", "run"],
+        cwd=tmp_path, env=command_env(tmp_path), capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "imported: ['jax']"
 
 
 def test_backends_differ_in_random_streams_only(mnist_dir: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from initstudy.datasets import Split
 from initstudy.initialization import initial_model
-from initstudy.models import kernel_layers
+from initstudy.models import kernel_layers, study_loss
 from initstudy.params import InitSpec, ModelParams
 
 SATURATING = {"tanh": 0.99, "sigmoid": 0.99}  # |tanh| or |2·sigmoid − 1| beyond this is flat
@@ -23,7 +23,7 @@ HISTOGRAM_BINS = 40
 
 def kernel_gradients(model: keras.Model, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
     """Gradient of the mean cross-entropy on (x, y) with respect to each kernel, dropout off."""
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    loss_fn = study_loss()
     variables = model.trainable_variables
     if keras.backend.backend() == "jax":
         import jax

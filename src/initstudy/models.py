@@ -14,6 +14,17 @@ def keras_initializer(spec: InitSpec) -> keras.initializers.Initializer:
     return keras.initializers.deserialize({"class_name": spec.name, "config": spec.arguments()})
 
 
+def study_loss() -> keras.losses.Loss:
+    """The loss of every run: cross-entropy computed from the output layer's logits.
+
+    The network ends without a softmax so that the loss and its gradient stay exact when
+    a softmax would saturate (as with `ones`), on every backend: given probabilities,
+    Keras on JAX takes the log of clipped values, whose gradient is zero once clipped,
+    while Keras on TensorFlow recovers the logits behind the softmax.
+    """
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
 def kernel_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The layers whose kernel the initializer sets, input to output."""
     return [layer for layer in model.layers if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
@@ -24,7 +35,8 @@ def build_model(
 ) -> keras.Model:
     """The study's network; every Dense and Conv2D kernel gets a fresh initializer from `kernel`.
 
-    mlp: Flatten → (Dense → Dropout) per hidden size → Dense softmax.
+    mlp: Flatten → (Dense → Dropout) per hidden size → Dense with one logit per class
+    (the softmax is in `study_loss`).
     cnn: (Conv2D 3×3 → BatchNormalization → MaxPooling 2×2 → Dropout) per conv filter count,
     then the mlp's layers.
     """
@@ -48,5 +60,5 @@ def build_model(
         layers.append(keras.layers.Dense(units, activation=params.activation, **initializers()))
         if params.dropout:
             layers.append(keras.layers.Dropout(params.dropout))
-    layers.append(keras.layers.Dense(n_classes, activation="softmax", **initializers()))
+    layers.append(keras.layers.Dense(n_classes, **initializers()))
     return keras.Sequential(layers, name=params.family)

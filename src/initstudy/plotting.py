@@ -192,7 +192,7 @@ def init_layers(layers: pd.DataFrame, path: Path, dpi: int) -> None:
             values = curve.clip(lower=1e-8) if scale == "log" else curve
             ax.plot(curve.index, values, "o-", color=colors[name], label=name)
         ax.set_yscale(scale)
-        ax.set(xlabel="Dense layer (last: output)", title=title)
+        ax.set(xlabel="Dense or Conv2D layer, input to output (last: output)", title=title)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.legend(*axes[0].get_legend_handles_labels(), fontsize="small", loc="outside right center")

@@ -12,6 +12,7 @@ import keras
 from initstudy.atomic import write_json
 from initstudy.datasets import Split
 from initstudy.initialization import initial_model
+from initstudy.models import study_loss
 from initstudy.params import Params, TrainParams
 
 
@@ -38,7 +39,7 @@ def compile_model(model: keras.Model, train: TrainParams, steps_per_epoch: int) 
         optimizer = keras.optimizers.Adam(train.learning_rate)
     model.compile(
         optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
+        loss=study_loss(),
         metrics=["accuracy"],
         steps_per_execution=steps_per_epoch,
     )

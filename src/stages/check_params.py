@@ -18,10 +18,11 @@ from initstudy.params import load_params
 @stage_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="marker file to write")
+    parser.add_argument("--out", type=Path, help="marker file to write (without it: only check)")
     args = parser.parse_args()
     load_params()
-    write_text(args.out, "params.yaml fits the schema of src/initstudy/params.py\n")
+    if args.out:
+        write_text(args.out, "params.yaml fits the schema of src/initstudy/params.py\n")
 
 
 if __name__ == "__main__":
