@@ -132,13 +132,22 @@ def test_an_interrupted_training_stage_leaves_no_metrics_and_only_it_reruns(
     deadline = time.time() + 120
     while not killed.exists():  # the stage creates it just before building and training the model
         assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    if interrupt.startswith("Ctrl-C"):
-        os.killpg(proc.pid, signal.SIGINT)
-    else:
-        os.kill(stage_pid(f"--out runs/{started[1]}"), getattr(signal, interrupt.split()[0]))
+        time.sleep(0.005)
+    pid = stage_pid(f"--out runs/{started[1]}")
+    os.kill(pid, signal.SIGSTOP)  # hold it mid-run: a small run could otherwise finish before the signal
+    try:
+        assert not (killed / "metrics.json").exists()
+        if interrupt.startswith("Ctrl-C"):
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(pid, getattr(signal, interrupt.split()[0]))
+    finally:
+        os.kill(pid, signal.SIGCONT)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode != 0
+    while Path(f"/proc/{pid}").exists():  # the stage ends on its own signal, maybe after DVC
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert proc.returncode != 0, out
     assert f"failed to reproduce 'train@{started[1]}'" in out or "interrupted by the user" in out.lower(), out
     assert (trained.path / "runs" / started[0] / "metrics.json").exists()
     assert not (killed / "metrics.json").exists()
@@ -165,18 +174,24 @@ def test_a_second_repro_at_once_fails_with_the_lock_message(trained: Workspace) 
 
 def test_a_diverging_run_is_recorded_and_the_pipeline_goes_on(tmp_path: Path, mnist_dir: Path) -> None:
     repo = Workspace.create(tmp_path / "repo", mirror=str(mnist_dir), **SMALL_STUDY)
-    repo.set_params(study={"initializers": ["ones", "zeros"], "seeds": [0]}, analysis={"reference": "zeros"},
-                    train={"optimizer": "sgd", "learning_rate": 1e38, "epochs": 3})
+    repo.set_params(study={"initializers": ["he_normal", "zeros"], "seeds": [0]}, analysis={"reference": "zeros"},
+                    train={"optimizer": "sgd", "learning_rate": 1e20, "epochs": 3})  # zeros' loss stays finite
     repo.repro()
-    ones = json.loads((repo.path / "runs/ones-0/metrics.json").read_text())
-    assert ones["diverged"] is True and ones["epochs_completed"] < 3
+    he = json.loads((repo.path / "runs/he_normal-0/metrics.json").read_text())
+    assert he["diverged"] is True and he["epochs_completed"] < 3
     summary = json.loads((repo.path / "metrics/summary.json").read_text())["initializers"]
-    assert {k: v for k, v in summary["ones"].items() if k != "init"} == {"runs": 1, "diverged": 1}
+    assert {k: v for k, v in summary["he_normal"].items() if k != "init"} == {"runs": 1, "diverged": 1}
     assert summary["zeros"]["diverged"] == 0 and summary["zeros"]["rank"] == 1
     shown = repo.run("dvc", "metrics", "show", "--json").stdout
     assert json.loads(shown) and "NaN" not in shown
-    assert set(pd.read_csv(repo.path / "metrics/epochs.csv").initializer) == {"zeros"}  # no curve of ones
+    assert set(pd.read_csv(repo.path / "metrics/epochs.csv").initializer) == {"zeros"}  # no curve of he_normal
     assert (repo.path / "plots/val_loss.png").stat().st_size > 0
+    repo.set_params(train={"learning_rate": 1e38})  # now every run diverges: the plots still render, empty
+    repo.repro()
+    summary = json.loads((repo.path / "metrics/summary.json").read_text())["initializers"]
+    assert [entry["diverged"] for entry in summary.values()] == [1, 1]
+    assert pd.read_csv(repo.path / "metrics/epochs.csv").empty
+    assert all(png.stat().st_size > 0 for png in (repo.path / "plots").glob("*.png"))
 
 
 def test_a_failed_download_in_repro_keeps_the_data_it_had(trained: Workspace, tmp_path: Path,
@@ -189,7 +204,9 @@ def test_a_failed_download_in_repro_keeps_the_data_it_had(trained: Workspace, tm
     trained.run("git", "checkout", "params.yaml")
     assert result.returncode != 0 and "could not fetch" in result.stderr
     assert {p.name: p.read_bytes() for p in data.iterdir()} == before
-    assert trained.repro() == set()  # the data is what dvc.lock records: nothing to redo
+    # check_params passed the changed params before the download failed, so it checks them again;
+    # the data is what dvc.lock records, so nothing else runs
+    assert trained.repro() == {"check_params"}
 
 
 def test_corrupt_mirror_is_rejected_by_the_download_stage(tmp_path: Path, mnist_dir: Path) -> None:

@@ -122,14 +122,15 @@ def seeds(epochs: pd.DataFrame, path: Path, dpi: int) -> None:
     names = list(dict.fromkeys(epochs.initializer))
     colors = _colors(names)
     train = epochs.groupby(["initializer", "epoch"], sort=False).accuracy.mean()
-    first_seed = epochs.seed.iloc[0]
-    fig, panels = _grid(names)
-    for (name, seed), run in epochs.groupby(["initializer", "seed"], sort=False):
-        panels[name].plot(run.epoch, run.val_accuracy, color=colors[name], alpha=0.8, linewidth=1,
-                          label="validation, a line per seed" if seed == first_seed else None)
-    for name, ax in panels.items():
-        ax.plot(train.loc[name].index, train.loc[name], "--", color="black", linewidth=1, label="training, mean")
-    panels[names[0]].legend(fontsize="x-small")
+    fig, panels = _grid(names or ["no run that did not diverge"])
+    for (name, _), run in epochs.groupby(["initializer", "seed"], sort=False):
+        label = None if panels[name].lines else "validation, a line per seed"
+        panels[name].plot(run.epoch, run.val_accuracy, color=colors[name], alpha=0.8, linewidth=1, label=label)
+    for name in names:
+        panels[name].plot(train.loc[name].index, train.loc[name], "--", color="black", linewidth=1,
+                          label="training, mean")
+    if names:
+        panels[names[0]].legend(fontsize="x-small")
     fig.suptitle("Every seed's validation accuracy (solid) and the mean training accuracy (dashed)")
     fig.supxlabel("epoch")
     _save(fig, path, dpi)
