@@ -103,10 +103,15 @@ def stage_pid(marker: str) -> int:
     raise AssertionError(f"no stage process with {marker!r}")
 
 
+def as_terminal_job() -> None:
+    """Ctrl-C reaches a terminal's job even where the test runner ignores SIGINT (a background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_repro(repo: Workspace) -> subprocess.Popen[str]:
     """`dvc repro` in its own process group, as a terminal's foreground job."""
     return subprocess.Popen(["dvc", "repro"], cwd=repo.path, env=repo.env, text=True, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            preexec_fn=as_terminal_job, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def running_train_stages(proc: subprocess.Popen[str], count: int) -> list[str]:
