@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from initstudy.datasets import load_split  # noqa: E402
 from initstudy.initialization import initial_model  # noqa: E402
+from initstudy.models import study_loss  # noqa: E402
 from initstudy.params import load_params  # noqa: E402
 from initstudy.training import EpochTimer, compile_model  # noqa: E402
 
@@ -40,7 +41,7 @@ def scan_epochs(model: keras.Model, split, batch: int, epochs: int, learning_rat
     """Seconds per epoch of a jitted scan of Adam steps over shuffled batches (no validation)."""
     optimizer = keras.optimizers.Adam(learning_rate)
     optimizer.build(model.trainable_variables)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    loss_fn = study_loss()
 
     def step(state, data):
         trainable, non_trainable, slots = state

@@ -120,7 +120,8 @@ def summarize(
     """
     diverged = runs.diverged.astype(bool)
     converged = runs[~diverged]
-    spread = converged_epochs(runs, epochs).groupby(["initializer", "epoch"]).val_accuracy.std().groupby("initializer").mean()
+    per_epoch = converged_epochs(runs, epochs).groupby(["initializer", "epoch"]).val_accuracy.std()
+    spread = per_epoch.groupby("initializer").mean()
     final = {name: g.final_val_accuracy for name, g in converged.groupby("initializer")}
     means = pd.Series({name: values.mean() for name, values in final.items()}, dtype=float)
     rank = means.rank(ascending=False, method="min")

@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the two tables")
     args = parser.parse_args()
     params = load_params()
-    split = load_split(params.data.name, args.data, params.data.train_samples)  # the training images only
+    split = load_split(params.data.name, args.data, params.data.train_samples)  # diagnose reads training images only
     use_backend(params.train.backend)
     from initstudy.diagnostics import diagnose_study  # imports Keras, so only once the backend is set
 
