@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from initstudy.aggregate import analyze_runs, converged_epochs, load_runs, results_table, summarize
+from initstudy.aggregate import analyze_runs, converged_epochs, headline, load_runs, results_table, summarize
 from initstudy.errors import StudyError
 
 # val accuracy per epoch of each (initializer, seed); train accuracy is val + 0.01,
-# train loss 0.1, val loss 0.3, every epoch takes 2 s.
+# train loss 0.1, val loss 0.3.
 CURVES = {
     ("he_normal", 0): [0.90, 0.96, 0.97],
     ("he_normal", 1): [0.92, 0.98, 0.99],
@@ -38,7 +38,7 @@ INIT = pd.DataFrame([
 def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
     epochs = pd.DataFrame([
         {"initializer": i, "seed": s, "epoch": e + 1, "loss": 0.1, "accuracy": v + 0.01,
-         "val_loss": 0.3, "val_accuracy": v, "epoch_seconds": 2.0}
+         "val_loss": 0.3, "val_accuracy": v}
         for (i, s), curve in CURVES.items() for e, v in enumerate(curve)
     ])
     runs = pd.DataFrame([
@@ -52,7 +52,7 @@ def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_per_run_convergence_stability_and_gap() -> None:
     runs, _ = tables()
     he1 = runs.set_index(["initializer", "seed"]).loc[("he_normal", 1)]
-    assert he1.epochs_to_target == 2 and he1.seconds_to_target == 4.0
+    assert he1.epochs_to_target == 2
     assert he1.val_accuracy_auc == pytest.approx((0.92 + 0.98 + 0.99) / 3)
     assert he1.jitter == pytest.approx((0.06 + 0.01) / 2)
     assert he1.accuracy_gap == pytest.approx(0.01) and he1.loss_gap == pytest.approx(0.2)
@@ -149,9 +149,16 @@ def test_summary_is_strict_json_without_lists() -> None:
     assert no_lists(json.loads(text))
 
 
+def test_headline_has_a_short_key_per_initializer_and_counts_diverged_runs() -> None:
+    runs, epochs = tables()
+    top = headline(summarize(runs, epochs, ORDER, "he_normal", INIT))
+    assert top == {"zeros": pytest.approx(0.1135), "ones": pytest.approx(0.5), "he_uniform": pytest.approx(0.97),
+                   "he_normal": pytest.approx(0.98), "diverged": 1}
+
+
 def test_results_tables_list_best_first() -> None:
     runs, epochs = tables()
-    text = results_table(summarize(runs, epochs, ORDER, "he_normal", INIT), runs, TARGET, "he_normal")
+    text = results_table(summarize(runs, epochs, ORDER, "he_normal", INIT), TARGET, "he_normal")
     rows = [line for line in text.split("### Convergence")[0].splitlines() if line.startswith("|")]
     first = rows[2]  # after the header and the separator
     assert "he_normal" in first and "0.9800 ± 0.0141" in first
@@ -166,7 +173,7 @@ def test_load_runs_reads_each_run_and_numbers_epochs_from_one(tmp_path: Path) ->
         folder.mkdir()
         (folder / "metrics.json").write_text(json.dumps({"initializer": "zeros", "seed": seed}))
         (folder / "history.csv").write_text(
-            "epoch,accuracy,epoch_seconds,loss,val_accuracy,val_loss\n0,0.1,1.0,2.3,0.1,2.3\n1,0.2,1.0,2.2,0.1,2.2\n"
+            "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.1,2.3,0.1,2.3\n1,0.2,2.2,0.1,2.2\n"
         )
     runs, epochs = load_runs(tmp_path, ["zeros"], [0, 1])
     assert list(runs.seed) == [0, 1]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -65,3 +69,29 @@ def test_the_same_seed_builds_the_same_network() -> None:
         c = kernels(initial_model(SPLIT, 10, CNN, spec, seed=8))
         assert all(np.array_equal(x, y) for x, y in zip(a, b))
         assert not np.array_equal(a[0], c[0])
+
+
+KERNEL_DIGEST = """
+import hashlib, numpy as np
+from initstudy.datasets import Split
+from initstudy.initialization import initial_model
+from initstudy.models import kernel_layers
+from initstudy.params import ModelParams, init_spec
+x = np.zeros((4, 784), np.float32)
+split = Split(x, np.zeros(4, int), x, np.zeros(4, int))
+model = ModelParams(hidden_units=[256, 128], activation="relu", dropout=0.2, bias_initializer="zeros",
+                    family="mlp", conv_filters=[], batch_norm=False)
+network = initial_model(split, 10, model, init_spec("orthogonal"), seed=0)
+print(hashlib.sha256(b"".join(np.asarray(k.kernel).tobytes() for k in kernel_layers(network))).hexdigest())
+"""
+
+
+def test_orthogonal_weights_do_not_depend_on_the_thread_count() -> None:
+    """The QR behind orthogonal runs in LAPACK; 1 and 4 BLAS threads must draw the same kernels."""
+    digests = set()
+    for threads in ("1", "4"):
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads)
+        result = subprocess.run([sys.executable, "-c", KERNEL_DIGEST], env=env, capture_output=True,
+                                text=True, check=True)
+        digests.add(result.stdout.split()[-1])
+    assert len(digests) == 1

@@ -16,9 +16,7 @@ from initstudy.errors import StudyError
 
 SUMMARY_METRICS = ("final_val_accuracy", "best_val_accuracy", "final_val_loss")
 STATISTICS = ("mean", "std", "min", "max")
-EPOCH_COLUMNS = [
-    "initializer", "seed", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"
-]
+EPOCH_COLUMNS = ["initializer", "seed", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 FAMILIES = ("glorot", "he", "lecun", "random")
 INIT_MEASURES = ["activation_mean", "activation_std", "inactive_fraction", "gradient_norm"]
 
@@ -45,11 +43,31 @@ def load_runs(
     return pd.DataFrame(runs), pd.concat(epochs, ignore_index=True)[EPOCH_COLUMNS]
 
 
+def load_timings(runs_dir: Path, initializers: list[str], seeds: list[int]) -> pd.DataFrame:
+    """Each run's wall time per epoch (a row per run and epoch, 1-based), kept apart from the results."""
+    rows = []
+    for initializer in initializers:
+        for seed in seeds:
+            timing = json.loads((runs_dir / run_name(initializer, seed) / "timing.json").read_text())
+            rows += [{"initializer": initializer, "seed": seed, "epoch": epoch, "seconds": seconds}
+                     for epoch, seconds in enumerate(timing["epoch_seconds"], start=1)]
+    return pd.DataFrame(rows, columns=["initializer", "seed", "epoch", "seconds"])
+
+
+def headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """The study at a glance, with short keys for `dvc metrics show` and `dvc exp show`: each
+    initializer's mean final validation accuracy (absent if all its runs diverged) and the
+    number of runs that diverged."""
+    entries = summary["initializers"]
+    return {name: e["final_val_accuracy"]["mean"] for name, e in entries.items() if "final_val_accuracy" in e} | {
+        "diverged": sum(e["diverged"] for e in entries.values())
+    }
+
+
 def analyze_runs(runs: pd.DataFrame, epochs: pd.DataFrame, target: float) -> pd.DataFrame:
     """Add to each run its convergence, stability and generalization measures.
 
-    epochs_to_target: first epoch whose val accuracy reaches `target` (NaN: never);
-    seconds_to_target: training seconds until the end of that epoch; val_accuracy_auc:
+    epochs_to_target: first epoch whose val accuracy reaches `target` (NaN: never); val_accuracy_auc:
     area under the val-accuracy curve divided by the epochs (the mean over epochs);
     jitter: mean absolute change of val accuracy from one epoch to the next;
     accuracy_gap: final train − val accuracy; loss_gap: final val − train loss.
@@ -62,7 +80,6 @@ def analyze_runs(runs: pd.DataFrame, epochs: pd.DataFrame, target: float) -> pd.
             "initializer": initializer,
             "seed": seed,
             "epochs_to_target": run.epoch[reached].min(),
-            "seconds_to_target": run.epoch_seconds.cumsum()[reached].min(),
             "val_accuracy_auc": run.val_accuracy.mean(),
             "jitter": run.val_accuracy.diff().abs().mean(),
             "accuracy_gap": last.accuracy - last.val_accuracy,
@@ -189,7 +206,7 @@ def _ranking_row(name: str, entry: dict[str, Any], reference: str) -> dict[str, 
     }
 
 
-def _dynamics_row(name: str, entry: dict[str, Any], target: float, seconds: float | None) -> dict[str, Any]:
+def _dynamics_row(name: str, entry: dict[str, Any], target: float) -> dict[str, Any]:
     convergence = entry.get("convergence", {})
     stability = entry.get("stability", {})
     gap = entry.get("generalization", {})
@@ -198,7 +215,6 @@ def _dynamics_row(name: str, entry: dict[str, Any], target: float, seconds: floa
         "initializer": name,
         f"epochs to {target:g}": "never" if epochs is None else
         f"{epochs:.1f} ({convergence['reached_target']}/{entry['runs']})",
-        f"seconds to {target:g}": _number(seconds, 1),
         "val acc AUC": _number(convergence.get("val_accuracy_auc")),
         "epoch spread": _number(stability.get("epoch_spread")),
         "jitter": _number(stability.get("jitter")),
@@ -207,12 +223,11 @@ def _dynamics_row(name: str, entry: dict[str, Any], target: float, seconds: floa
     }
 
 
-def results_table(summary: dict[str, Any], runs: pd.DataFrame, target: float, reference: str) -> str:
+def results_table(summary: dict[str, Any], target: float, reference: str) -> str:
     """The summary as markdown tables, best initializer first."""
     entries = sorted(summary["initializers"].items(), key=lambda kv: kv[1].get("rank", math.inf))
-    seconds = runs[~runs.diverged.astype(bool)].groupby("initializer").seconds_to_target.mean()
     ranking = pd.DataFrame([_ranking_row(name, e, reference) for name, e in entries])
-    dynamics = pd.DataFrame([_dynamics_row(name, e, target, seconds.get(name)) for name, e in entries])
+    dynamics = pd.DataFrame([_dynamics_row(name, e, target) for name, e in entries])
     families = pd.DataFrame([
         {"family": family, "uniform": _number(f["uniform"]), "normal": _number(f["normal"]),
          "normal − uniform": f"{f['difference']:+.4f}", "p (Welch)": _p(f.get("p_value"))}

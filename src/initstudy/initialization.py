@@ -12,6 +12,7 @@ import math
 
 import keras
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from initstudy.datasets import Split
 from initstudy.errors import StudyError
@@ -44,9 +45,15 @@ def lsuv(model: keras.Model, x: np.ndarray, spec: LSUVInit) -> None:
 
 
 def initial_model(split: Split, n_classes: int, model: ModelParams, spec: InitSpec, seed: int) -> keras.Model:
-    """The network exactly as a run starts training: the same seed, calls and weights every time."""
+    """The network exactly as a run starts training: the same seed, calls and weights every time.
+
+    The kernels are drawn with one BLAS thread: the QR behind `orthogonal` (and LSUV's
+    start) runs in LAPACK, whose blocked algorithm rounds differently with each thread
+    count, so the same seed would otherwise give other weights on a machine with other cores.
+    """
     keras.utils.set_random_seed(seed)
-    network = build_model(split.x_train.shape[1:], n_classes, model, spec)
+    with threadpool_limits(limits=1, user_api="blas"):
+        network = build_model(split.x_train.shape[1:], n_classes, model, spec)
     if isinstance(spec, LSUVInit):
         lsuv(network, split.x_train[: spec.batch_size], spec)
     return network

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 import math
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import to_hex, to_rgb  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # Zoomed panels show the initializers whose final accuracy is within this of the best,
@@ -19,10 +21,49 @@ ZOOM_ACCURACY_WITHIN = 0.05
 ZOOM_LOSS_FACTOR = 2.0
 
 
-def _colors(names: list[str]) -> dict[str, Any]:
-    """One colour per initializer, the same in every plot."""
-    cmap = plt.get_cmap("tab20")
-    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+# One hue per family of initializers (the label's first word), the same in every study.
+FAMILY_COLOURS = {
+    "glorot": "tab:blue", "he": "tab:red", "lecun": "tab:green", "random": "tab:purple",
+    "orthogonal": "tab:orange", "identity": "tab:brown", "lsuv": "tab:pink", "zeros": "tab:gray",
+    "ones": "tab:olive", "truncated": "tab:cyan",
+}
+OTHER_COLOURS = ["#393b79", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#31a354", "#e6550d", "#756bb1"]
+# Lightness shifts within a family: uniform lighter, normal darker, then further shades.
+SHADES = {"uniform": 0.16, "normal": -0.12, "": 0.0}
+MORE_SHADES = [0.0, -0.12, 0.16, -0.22, 0.26, 0.08, -0.06]
+
+
+def _shade(colour: str, shift: float) -> str:
+    h, lightness, s = colorsys.rgb_to_hls(*to_rgb(colour))
+    return to_hex(colorsys.hls_to_rgb(h, min(max(lightness + shift, 0.12), 0.85), s))
+
+
+def colours(names: list[str]) -> dict[str, str]:
+    """One colour per initializer label: a hue per family (glorot, he, …), lighter for a
+    uniform variant and darker for a normal one, every label its own colour."""
+    families = list(dict.fromkeys(name.split("_")[0] for name in names))
+    unknown = iter([f for f in families if f not in FAMILY_COLOURS])
+    hues = dict(FAMILY_COLOURS) | {f: OTHER_COLOURS[i % len(OTHER_COLOURS)] for i, f in enumerate(unknown)}
+    result: dict[str, str] = {}
+    for name in names:
+        words = name.split("_")
+        variant = next((w for w in words[1:] if w in SHADES), "")
+        for shift in [SHADES[variant], *MORE_SHADES]:
+            colour = _shade(hues[words[0]], shift)
+            if colour not in result.values():
+                break
+        result[name] = colour
+    return result
+
+
+def curve_data(epochs: pd.DataFrame) -> pd.DataFrame:
+    """The per-epoch table for DVC's interactive plots: each row with its initializer's colour,
+    and per accuracy column whether the initializer belongs in the zoomed panel."""
+    data = epochs.assign(colour=epochs.initializer.map(colours(list(dict.fromkeys(epochs.initializer)))))
+    for metric in ("val_accuracy", "accuracy"):
+        final = epochs.sort_values("epoch").groupby("initializer").last()[metric]
+        data[f"zoom_{metric}"] = data.initializer.isin(_leaders(final.dropna(), is_loss=False))
+    return data
 
 
 def _save(fig: plt.Figure, path: Path, dpi: int) -> None:
@@ -47,7 +88,7 @@ def curves(epochs: pd.DataFrame, metric: str, path: Path, dpi: int) -> None:
         .reset_index()
     )
     names = list(dict.fromkeys(epochs.initializer))
-    colors = _colors(names)
+    colors = colours(names)
     is_loss = metric.endswith("loss")
     final = stats.groupby("initializer", sort=False)["mean"].last().dropna()
     panels = [("all initializers", names), ("closest to the best, zoomed", _leaders(final, is_loss))]
@@ -73,7 +114,7 @@ def final_accuracy(summary: dict[str, Any], epochs: pd.DataFrame, path: Path, dp
     """Final validation accuracy per initializer: mean ± std and a dot per seed; right: zoomed."""
     finals = epochs.sort_values("epoch").groupby(["initializer", "seed"], sort=False).last()
     summary = summary["initializers"]
-    colors = _colors(list(summary))
+    colors = colours(list(summary))
     means = pd.Series({n: e["final_val_accuracy"]["mean"] for n, e in summary.items()
                        if "final_val_accuracy" in e}).sort_values()
     names = [n for n in summary if n not in means.index] + list(means.index)
@@ -120,7 +161,7 @@ def seeds(epochs: pd.DataFrame, path: Path, dpi: int) -> None:
     """A panel per initializer: every seed's validation accuracy (solid; stability from seed
     to seed) and the mean training accuracy (dashed; the generalization gap)."""
     names = list(dict.fromkeys(epochs.initializer))
-    colors = _colors(names)
+    colors = colours(names)
     train = epochs.groupby(["initializer", "epoch"], sort=False).accuracy.mean()
     fig, panels = _grid(names or ["no run that did not diverge"])
     for (name, _), run in epochs.groupby(["initializer", "seed"], sort=False):
@@ -155,7 +196,7 @@ def uniform_vs_normal(epochs: pd.DataFrame, families: list[str], path: Path, dpi
 
 def convergence(runs: pd.DataFrame, target: float, path: Path, dpi: int) -> None:
     """Epochs until validation accuracy first reaches `target`: a dot per seed, a bar for the mean."""
-    colors = _colors(list(dict.fromkeys(runs.initializer)))
+    colors = colours(list(dict.fromkeys(runs.initializer)))
     runs = runs[~runs.diverged.astype(bool)]
     means = runs.groupby("initializer", sort=False).epochs_to_target.mean()
     # bottom to top: never reached, then slowest to fastest
@@ -180,7 +221,7 @@ def convergence(runs: pd.DataFrame, target: float, path: Path, dpi: int) -> None
 def init_layers(layers: pd.DataFrame, path: Path, dpi: int) -> None:
     """At initialization, by layer: output std, kernel gradient norm, inactive units; mean over seeds."""
     names = list(dict.fromkeys(layers.initializer))
-    colors = _colors(names)
+    colors = colours(names)
     means = layers.groupby(["initializer", "layer"], sort=False).mean(numeric_only=True)
     panels = [("activation_std", "std of the layer's outputs", "log"),
               ("gradient_norm", "norm of the loss gradient w.r.t. the kernel", "log"),

@@ -1,4 +1,9 @@
-"""Train one model for one (initializer, seed) and record what happened."""
+"""Train one model for one (initializer, seed) and record what happened.
+
+The results (history.csv, metrics.json) hold only what the seed and params determine;
+wall-clock times go to timing.json beside them, so a rerun reproduces the results
+file for file.
+"""
 
 from __future__ import annotations
 
@@ -17,14 +22,16 @@ from initstudy.params import Params, TrainParams
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Adds each epoch's wall time to the logs as `epoch_seconds`, for the callbacks after it."""
+    """Records each epoch's wall time in `seconds`, apart from the logged results."""
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.seconds: list[float] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if logs is not None:
-            logs["epoch_seconds"] = time.perf_counter() - self._start
+        self.seconds.append(time.perf_counter() - self._start)
 
 
 def compile_model(model: keras.Model, train: TrainParams, steps_per_epoch: int) -> None:
@@ -49,7 +56,7 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def run_metrics(history: dict[str, list[float]], wall_seconds: float) -> dict[str, Any]:
+def run_metrics(history: dict[str, list[float]]) -> dict[str, Any]:
     """Summary of one run's history; non-finite values become null, so the JSON stays valid."""
     val_accuracy = history["val_accuracy"]
     finite = [v if math.isfinite(v) else -math.inf for v in val_accuracy]
@@ -63,7 +70,6 @@ def run_metrics(history: dict[str, list[float]], wall_seconds: float) -> dict[st
         "final_val_loss": _finite(history["val_loss"][-1]),
         "final_accuracy": _finite(history["accuracy"][-1]),
         "final_loss": _finite(history["loss"][-1]),
-        "wall_seconds": wall_seconds,
     }
 
 
@@ -71,11 +77,11 @@ def train_run(
     split: Split, n_classes: int, params: Params, initializer: str, seed: int, out_dir: Path
 ) -> dict[str, Any]:
     """Train one model, its initializer named by its label in params.initializers;
-    write history.csv, model.keras and metrics.json (last) to `out_dir`."""
+    write history.csv, model.keras, timing.json and metrics.json (last) to `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model = initial_model(split, n_classes, params.model, params.initializers[initializer], seed)
     compile_model(model, params.train, math.ceil(len(split.x_train) / params.train.batch_size))
-    start = time.perf_counter()
+    timer = EpochTimer()
     history = model.fit(
         split.x_train,
         split.y_train,
@@ -84,13 +90,14 @@ def train_run(
         validation_data=(split.x_val, split.y_val),
         verbose=2,
         callbacks=[
-            EpochTimer(),
+            timer,
             keras.callbacks.TerminateOnNaN(),
             keras.callbacks.CSVLogger(str(out_dir / "history.csv")),
         ],
     )
     metrics = {"initializer": initializer, "seed": seed}
-    metrics |= run_metrics(history.history, time.perf_counter() - start)
+    metrics |= run_metrics(history.history)
     model.save(out_dir / "model.keras")
+    write_json(out_dir / "timing.json", {"epoch_seconds": timer.seconds, "fit_seconds": sum(timer.seconds)})
     write_json(out_dir / "metrics.json", metrics)
     return metrics

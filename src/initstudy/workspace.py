@@ -14,7 +14,7 @@ import yaml
 from initstudy.download import MIRROR_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "src", "plots/templates")
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "src", "plots/templates", "plots/vega/report.html")
 
 
 def command_env(scratch: Path) -> dict[str, str]:
@@ -71,6 +71,7 @@ class Workspace:
         workspace = cls(path, mirror)
         workspace.run("git", "init", "-q")
         workspace.run("dvc", "init", "-q")
+        shutil.copy2(ROOT / ".dvc" / "config", path / ".dvc" / "config")  # the offline report template
         update_params(path / "params.yaml", **params)
         return workspace
 

@@ -1,4 +1,5 @@
-"""DVC stage `aggregate`: per-initializer statistics and analyses, per-run and per-epoch tables."""
+"""DVC stage `aggregate`: per-initializer statistics and analyses, per-run and per-epoch tables,
+the headline metrics, and the runs' wall times (kept apart from the results)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from initstudy.aggregate import analyze_runs, converged_epochs, load_runs, results_table, summarize
+from initstudy.aggregate import (
+    analyze_runs,
+    converged_epochs,
+    headline,
+    load_runs,
+    load_timings,
+    results_table,
+    summarize,
+)
 from initstudy.atomic import write_json, write_text
 from initstudy.errors import stage_main
 from initstudy.params import load_params
@@ -28,9 +37,11 @@ def main() -> None:
     summary = summarize(runs, epochs, study.initializers, analysis.reference, pd.read_csv(args.init))
     write_text(args.out / "epochs.csv", converged_epochs(runs, epochs).to_csv(index=False))
     write_text(args.out / "runs.csv", runs.to_csv(index=False))
-    write_text(args.out / "results.md",
-               results_table(summary, runs, analysis.target_accuracy, analysis.reference))
+    write_text(args.out / "results.md", results_table(summary, analysis.target_accuracy, analysis.reference))
     write_json(args.out / "summary.json", summary)
+    write_json(args.out / "headline.json", headline(summary))
+    timings = load_timings(args.runs, study.initializers, study.seeds)
+    write_text(args.out / "timings.csv", timings.to_csv(index=False))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""DVC stage `plots`: PNG comparison plots of the trained runs of all initializers."""
+"""DVC stage `plots`: PNG comparison plots of the trained runs of all initializers, and the
+per-epoch table (with colours and zoom flags) that DVC's interactive plots draw."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from initstudy.atomic import write_text
 from initstudy.errors import stage_main
 from initstudy.params import load_params
 from initstudy.plotting import (
     convergence,
+    curve_data,
     curves,
     final_accuracy,
     seeds,
@@ -30,6 +33,7 @@ def main() -> None:
     epochs = pd.read_csv(args.metrics / "epochs.csv")
     runs = pd.read_csv(args.metrics / "runs.csv")
     summary = json.loads((args.metrics / "summary.json").read_text())
+    write_text(args.out / "curves.csv", curve_data(epochs).to_csv(index=False))
     for metric in ("val_accuracy", "val_loss"):
         curves(epochs, metric, args.out / f"{metric}.png", dpi)
     final_accuracy(summary, epochs, args.out / "final_val_accuracy.png", dpi)
