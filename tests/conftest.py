@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -38,6 +39,31 @@ def mnist_dir() -> Path:
     if not (path / "train-images-idx3-ubyte.gz").exists():
         (pytest.fail if named else pytest.skip)(f"no MNIST mirror at {path}; set {MIRROR_ENV}")
     return path
+
+
+BROWSER_ENV = "INITSTUDY_BROWSER"
+
+
+@pytest.fixture(scope="session")
+def render_page():
+    """Open a local page in headless Chromium with every network host unresolvable; return
+    the DOM once its scripts have run. Chromium is INITSTUDY_BROWSER or `chromium` on PATH;
+    without either the browser tests are skipped, and a named browser that is missing fails them.
+    """
+    named = os.environ.get(BROWSER_ENV)
+    browser = shutil.which(named or "chromium")
+    if not browser:
+        (pytest.fail if named else pytest.skip)(f"no Chromium at {named or 'chromium'}; set {BROWSER_ENV}")
+
+    def render(page: Path) -> str:
+        result = subprocess.run(
+            [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
+             "--virtual-time-budget=20000", "--dump-dom", page.resolve().as_uri()],
+            capture_output=True, text=True, timeout=120, check=True,
+        )
+        return result.stdout
+
+    return render
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -7,6 +7,7 @@ repro, a no-op repro, then changes that must rerun exactly the stages they affec
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -46,8 +47,21 @@ def test_first_repro_runs_every_stage_with_consistent_outputs(study) -> None:
     for png in ("val_accuracy", "val_loss", "final_val_accuracy", "seeds", "uniform_vs_normal",
                 "convergence", "init_layers", "init_weights"):
         assert (root / f"plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    shown = json.loads(project.run("dvc", "metrics", "show", "--json").stdout)
-    assert "he_normal" in json.dumps(shown)
+    headline = json.loads((root / "metrics/headline.json").read_text())
+    assert headline == {"zeros": summary["zeros"]["final_val_accuracy"]["mean"],
+                        "he_normal": summary["he_normal"]["final_val_accuracy"]["mean"], "diverged": 0}
+    shown = project.run("dvc", "metrics", "show").stdout.splitlines()
+    assert shown[0].split() == ["Path", "diverged", "he_normal", "zeros"]  # the headline only
+    assert max(map(len, shown)) < 80
+
+
+def test_a_rerun_reproduces_every_tracked_result_byte_for_byte(study) -> None:
+    """Wall-clock times live apart from the results, so retraining changes no file in git."""
+    project, _ = study
+    ran = project.repro("--force", "-s", "train@he_normal-0")
+    assert ran == {"train@he_normal-0"}
+    assert project.repro() == {"aggregate"}  # its outputs are unchanged, so the plots do not rerun
+    assert project.run("git", "status", "--porcelain", "metrics", "plots").stdout == ""
 
 
 def test_second_repro_runs_nothing(study) -> None:
@@ -83,17 +97,51 @@ def test_more_epochs_retrain_everything_and_metrics_diff_shows_it(study) -> None
         "train@glorot_uniform-0", "train@glorot_uniform-1"
     }
     project.commit("two epochs")
-    diff = json.loads(project.run("dvc", "metrics", "diff", "HEAD~1", "--json").stdout)
-    changes = diff["metrics/summary.json"]
-    he = changes["initializers.he_normal.final_val_accuracy.mean"]
+    headline = json.loads(project.run("dvc", "metrics", "diff", "HEAD~1", "--json").stdout)
+    assert list(headline) == ["metrics/headline.json"]
+    he = headline["metrics/headline.json"]["he_normal"]
     assert he["old"] != he["new"] and he["diff"] == pytest.approx(he["new"] - he["old"])
+    full = json.loads(project.run("dvc", "metrics", "diff", "HEAD~1", "--json",
+                                  "--targets", "metrics/summary.json").stdout)
+    assert full["metrics/summary.json"]["initializers.he_normal.final_val_accuracy.mean"] == he
 
 
-def test_plots_show_and_diff_render_html(study) -> None:
+def drawn_lines(dom: str) -> dict[tuple[str, str], set[tuple[str, str]]]:
+    """(initializer, revision) -> the (stroke colour, dash) of every line Vega drew for it."""
+    lines: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for path in re.findall(r'<path aria-label="[^"]*" role="graphics-symbol" aria-roledescription="line mark"[^>]*>', dom):
+        label = dict(part.split(": ", 1) for part in re.search(r'aria-label="([^"]*)"', path)[1].split("; "))
+        dash = re.search(r'stroke-dasharray="([^"]*)"', path)
+        lines.setdefault((label["initializer"], label["revision"]), set()).add(
+            (re.search(r'stroke="([^"]*)"', path)[1], dash[1] if dash else "solid"))
+    return lines
+
+
+def test_plots_show_renders_every_plot_offline_in_a_browser(study, render_page) -> None:
     project, _ = study
     project.run("dvc", "plots", "show", "-o", "report")
-    html = (project.path / "report/index.html").read_text()
-    assert "initializer" in html and "errorband" in html and "final_val_accuracy.png" in html
+    page = project.path / "report/index.html"
+    assert not re.search(r"<script[^>]+src=", page.read_text())  # Vega is inlined: nothing to fetch
+    dom = render_page(page)
+    assert len(re.findall(r'<svg[^>]*class="marks"', dom)) == 3  # val_accuracy, val_loss, accuracy
+    assert dom.count("Symbol legend titled 'initializer'") == 3
+    lines = drawn_lines(dom)
+    initializers = ["zeros", "he_normal", "glorot_uniform"]
+    assert {key for key in lines} == {(name, "workspace") for name in initializers}
+    colours = {name: {stroke for stroke, _ in lines[(name, "workspace")]} for name in initializers}
+    assert all(len(c) == 1 for c in colours.values())  # one colour per initializer in every plot
+    assert len(set.union(*colours.values())) == 3  # and a different one for each
+    for png in ("val_accuracy", "init_layers"):
+        assert f"{png}.png" in dom
+
+
+def test_plots_diff_tells_revisions_apart_and_keeps_each_initializers_colour(study, render_page) -> None:
+    project, _ = study
     project.run("dvc", "plots", "diff", "HEAD~1", "-o", "diff")
-    html = (project.path / "diff/index.html").read_text()
-    assert "HEAD~1" in html and "workspace" in html
+    dom = render_page(project.path / "diff/index.html")
+    assert dom.count("Symbol legend titled 'revision' for strokeDash with 2 values: HEAD~1, workspace") == 3
+    lines = drawn_lines(dom)
+    for name in ("zeros", "he_normal", "glorot_uniform"):
+        (old_colour, old_dash), = {style for style in lines[(name, "HEAD~1")]}
+        (new_colour, new_dash), = {style for style in lines[(name, "workspace")]}
+        assert old_colour == new_colour and old_dash != new_dash
