@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 # Stage commands call `python`: make it the project's.
 RUN := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1
 
-.PHONY: setup study test bench
+.PHONY: setup study test bench vega
 
 setup: $(VENV)/.installed
 
@@ -23,3 +23,8 @@ test: setup
 
 bench: setup
 	$(RUN) $(BIN)/python bench/benchmark.py $(BENCH_ARGS)
+
+# Update the Vega libraries inlined in the report template (versions pinned in plots/vega/package.json).
+vega:
+	npm ci --prefix plots/vega --ignore-scripts --no-audit --no-fund
+	$(PYTHON) plots/vega/build.py

@@ -31,10 +31,10 @@ from initstudy.training import EpochTimer, compile_model  # noqa: E402
 
 def fit_epochs(model: keras.Model, split, batch: int, epochs: int, validate: bool) -> list[float]:
     """Seconds per epoch of model.fit, as the train stage calls it."""
-    history = model.fit(split.x_train, split.y_train, batch_size=batch, epochs=epochs, verbose=0,
-                        validation_data=(split.x_val, split.y_val) if validate else None,
-                        callbacks=[EpochTimer()])
-    return history.history["epoch_seconds"]
+    timer = EpochTimer()
+    model.fit(split.x_train, split.y_train, batch_size=batch, epochs=epochs, verbose=0,
+              validation_data=(split.x_val, split.y_val) if validate else None, callbacks=[timer])
+    return timer.seconds
 
 
 def scan_epochs(model: keras.Model, split, batch: int, epochs: int, learning_rate: float) -> list[float]:
