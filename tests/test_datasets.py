@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 
 from fakedata import cifar_batch, class_images, idx_bytes, write_cifar10, write_idx, write_idx_dataset
-from initstudy.datasets import CIFAR10_ARCHIVE, IDX_FILES, DataError, dataset_checksums, load_split, read_idx
+from initstudy.datasets import (
+    CIFAR10_ARCHIVE,
+    DATASETS,
+    IDX_FILES,
+    DataError,
+    DataFile,
+    dataset_files,
+    load_split,
+    read_idx,
+)
 
 
 def test_read_idx_round_trips_gzipped_and_plain(tmp_path: Path) -> None:
@@ -72,6 +81,7 @@ def test_images_and_labels_must_agree_in_count(tmp_path: Path) -> None:
 def test_real_mnist_has_the_published_shapes(mnist_dir: Path) -> None:
     split = load_split("mnist", mnist_dir)
     assert split.x_train.shape == (60000, 28, 28, 1) and split.x_val.shape == (10000, 28, 28, 1)
+    assert (DATASETS["mnist"].train_images, DATASETS["mnist"].val_images) == (60000, 10000)
     assert np.bincount(split.y_val).argmax() == 1 and np.bincount(split.y_val)[1] == 1135
 
 
@@ -115,7 +125,20 @@ def test_a_truncated_or_incomplete_cifar10_archive_is_named(tmp_path: Path) -> N
         load_split("cifar10", tmp_path)
 
 
-def test_published_checksums_can_be_replaced() -> None:
+def test_published_checksums_can_be_replaced_and_the_size_is_then_unknown() -> None:
     own = "sha256:" + "0" * 64
-    assert dataset_checksums("cifar10", {CIFAR10_ARCHIVE: own}) == {CIFAR10_ARCHIVE: own}
-    assert dataset_checksums("fashion_mnist", {})["t10k-labels-idx1-ubyte.gz"].startswith("md5:")
+    assert dataset_files("cifar10", {CIFAR10_ARCHIVE: own}) == {CIFAR10_ARCHIVE: DataFile(own, None)}
+    assert dataset_files("cifar10", {CIFAR10_ARCHIVE: own})[CIFAR10_ARCHIVE].max_bytes == 1 << 30
+    labels = dataset_files("fashion_mnist", {})["t10k-labels-idx1-ubyte.gz"]
+    assert labels.checksum.startswith("md5:") and labels.size == labels.max_bytes == 5148
+
+
+def test_asking_for_more_samples_than_the_files_hold_is_an_error(tmp_path: Path) -> None:
+    """A mirror of one's own may hold fewer images than the published dataset."""
+    _write_dataset(tmp_path, 6, 6)
+    assert len(load_split("mnist", tmp_path, train_samples=6, val_samples=4).x_val) == 4
+    with pytest.raises(DataError, match=f"data.train_samples = 7: {tmp_path} holds only 6 training images"):
+        load_split("mnist", tmp_path, train_samples=7)
+    with pytest.raises(DataError, match="data.val_samples = 5: .* holds only 4 validation images"):
+        load_split("mnist", tmp_path, val_samples=5)
+

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from fakedata import write_idx_dataset
-from initstudy.datasets import DATASETS, DataError
-from initstudy.download import fetch_dataset, fetch_file
+from initstudy.datasets import DATASETS, DataError, DataFile
+from initstudy.download import DEADLINE_ENV, deadline_seconds, fetch_dataset, fetch_file
 
-MNIST = DATASETS["mnist"].checksums
+MNIST = DATASETS["mnist"].files
 LABELS = "t10k-labels-idx1-ubyte.gz"
 
 
@@ -24,8 +24,9 @@ def test_fetches_and_verifies_all_four_files_over_http(mnist_dir: Path, serve, t
     dest = tmp_path / "data" / "mnist"
     fetch_dataset(MNIST, [serve(mnist_dir)], dest)
     assert sorted(p.name for p in dest.iterdir()) == sorted(MNIST)
-    for name, checksum in MNIST.items():
-        assert sha256((dest / name).read_bytes()) == checksum
+    for name, file in MNIST.items():
+        assert sha256((dest / name).read_bytes()) == file.checksum
+        assert (dest / name).stat().st_size == file.size  # the published sizes are the catalogue's
     assert [p.name for p in dest.parent.iterdir()] == ["mnist"]  # no staging left behind
 
 
@@ -41,7 +42,7 @@ def test_corrupted_mirror_is_rejected_with_both_hashes(mnist_dir: Path, serve, t
         fetch_file(LABELS, MNIST[LABELS], [serve(bad)], dest)
     message = str(info.value)
     assert "checksum mismatch" in message
-    assert f"expected sha256 {MNIST[LABELS][7:]}, got {hashlib.sha256(data).hexdigest()}" in message
+    assert f"expected sha256 {MNIST[LABELS].checksum[7:]}, got {hashlib.sha256(data).hexdigest()}" in message
     assert list(dest.iterdir()) == []
 
 
@@ -90,9 +91,21 @@ def test_md5_checksums_verify_too(serve, tmp_path: Path) -> None:
     """Fashion-MNIST's published checksums are md5: the same path checks them."""
     mirror = tmp_path / "mirror"
     write_idx_dataset(mirror, n_train=20, n_val=5)
-    files = {p.name: "md5:" + hashlib.md5(p.read_bytes()).hexdigest() for p in mirror.iterdir()}
+    files = {p.name: DataFile("md5:" + hashlib.md5(p.read_bytes()).hexdigest(), None) for p in mirror.iterdir()}
     fetch_dataset(files, [serve(mirror)], tmp_path / "fashion_mnist")
     assert sorted(p.name for p in (tmp_path / "fashion_mnist").iterdir()) == sorted(files)
-    wrong = "md5:" + "0" * 32
-    with pytest.raises(DataError, match=f"expected md5 {'0' * 32}, got {files[LABELS][4:]}"):
+    wrong = DataFile("md5:" + "0" * 32, None)
+    with pytest.raises(DataError, match=f"expected md5 {'0' * 32}, got {files[LABELS].checksum[4:]}"):
         fetch_file(LABELS, wrong, [str(mirror)], tmp_path)
+
+
+def test_the_deadline_grows_with_the_size_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DEADLINE_ENV, raising=False)
+    assert deadline_seconds(MNIST["train-images-idx3-ubyte.gz"]) == pytest.approx(60 + 9_912_422 / 32768)
+    assert deadline_seconds(DataFile("md5:" + "0" * 32, None)) == 60 + 32768  # 1 GiB at 32 KiB/s
+    monkeypatch.setenv(DEADLINE_ENV, "2.5")
+    assert deadline_seconds(MNIST[LABELS]) == 2.5
+    for bad in ("soon", "0", "-1"):
+        monkeypatch.setenv(DEADLINE_ENV, bad)
+        with pytest.raises(DataError, match=f"{DEADLINE_ENV} = '{bad}': not a positive number of seconds"):
+            deadline_seconds(MNIST[LABELS])

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -17,12 +18,15 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, SMALL_STUDY, QuietHandler, run_stage, write_params
-from initstudy import download
-from initstudy.datasets import DATASETS, DataError
-from initstudy.download import MIRROR_ENV, fetch_dataset, fetch_file
+from initstudy import datasets, download
+from initstudy.aggregate import check_run
+from initstudy.atomic import write_atomically
+from initstudy.datasets import DATASETS, DataError, DataFile
+from initstudy.download import DEADLINE_ENV, MIRROR_ENV, fetch_dataset, fetch_file
+from initstudy.errors import StudyError
 from initstudy.workspace import Workspace, command_env
 
-MNIST = DATASETS["mnist"].checksums
+MNIST = DATASETS["mnist"].files
 LABELS = "t10k-labels-idx1-ubyte.gz"
 
 
@@ -49,6 +53,8 @@ def outputs(repo: Workspace) -> dict[str, bytes]:
         ({"train": {"optimizer": "rmsprop"}}, "Input should be 'adam' or 'sgd'"),
         ({"model": {"dropout": 1.5}}, "model.dropout = 1.5: Input should be less than 1"),
         ({"study": {"seeds": [0, 0]}}, "repeated: 0"),
+        ({"study": {"seeds": [4294967296]}}, "study.seeds = [4294967296]: seeds must be integers from 0 to 2**32 - 1"),
+        ({"data": {"train_samples": 70000}}, "data.train_samples = 70000: mnist has 60,000 training images"),
     ],
 )
 def test_a_bad_param_stops_repro_before_any_output_is_touched(trained: Workspace, changes, message) -> None:
@@ -222,7 +228,7 @@ def test_corrupt_mirror_is_rejected_by_the_download_stage(tmp_path: Path, mnist_
     result = run_stage(folder, "download", "--out", "data/raw/mnist")
     assert result.returncode == 2
     assert f"could not fetch {LABELS}" in result.stderr and "checksum mismatch" in result.stderr
-    assert MNIST[LABELS].removeprefix("sha256:") in result.stderr
+    assert MNIST[LABELS].checksum.removeprefix("sha256:") in result.stderr
     assert not (folder / "data/raw/mnist").exists()
     assert list((folder / "data/raw").iterdir()) == []
 
@@ -302,7 +308,7 @@ def test_an_interrupted_download_leaves_no_partial_file(tmp_path: Path, mnist_di
     proc = subprocess.Popen([sys.executable, str(ROOT / "src/stages/download.py"), "--out", "data/raw/mnist"],
                             cwd=folder, env=command_env(folder), stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while not any(p.stat().st_size > 0 for p in (folder / "data/raw").rglob("*.part")):
+    while not any(p.stat().st_size > 0 for p in (folder / "data/raw").rglob("*.tmp.gz")):
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -337,3 +343,208 @@ def test_a_broken_data_file_is_named_by_the_train_stage(tmp_path: Path, mnist_di
     assert result.returncode == 2
     assert message in result.stderr and str(data) in result.stderr
     assert "Traceback" not in result.stderr and not (folder / "run").exists()
+
+
+def test_an_empty_or_missing_params_file_stops_dvc_first_and_check_params_names_it(trained: Workspace) -> None:
+    before = outputs(trained)
+    params = trained.path / "params.yaml"
+    for damage, message in ((lambda: params.write_text(""), "params.yaml is empty; it needs the sections data, "
+                             "study, initializers, model, train, diagnostics, analysis, plots"),
+                            (params.unlink, f"params.yaml does not exist in {trained.path}")):
+        damage()
+        result = trained.run("dvc", "repro", check=False)
+        check = run_stage(trained.path, "check_params")
+        trained.run("git", "checkout", "params.yaml")
+        assert result.returncode != 0 and "Could not find 'study.initializers'" in result.stderr
+        assert "Running stage" not in result.stdout
+        assert check.returncode == 2 and f"error: {message}" in check.stderr
+        assert "restore it with `git checkout params.yaml`" in check.stderr
+    assert outputs(trained) == before
+
+
+def test_the_largest_seed_trains(tmp_path: Path, mnist_dir: Path) -> None:
+    """study.seeds takes seeds up to 2**32 - 1, and each of them trains."""
+    folder = write_params(tmp_path, data={"train_samples": 500, "val_samples": 100}, train={"epochs": 1})
+    result = run_stage(folder, "train", "--initializer", "he_normal", "--seed", str(2**32 - 1),
+                       "--data", str(mnist_dir), "--out", "run")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((folder / "run/metrics.json").read_text())["seed"] == 2**32 - 1
+
+
+def test_a_damaged_history_stops_aggregate_until_dvc_checkout_restores_it(trained: Workspace) -> None:
+    history = trained.path / "runs/he_normal-0/history.csv"
+    original, lock, before = history.read_bytes(), (trained.path / "dvc.lock").read_bytes(), outputs(trained)
+    history.write_bytes(original[: len(original) // 2])  # as a crash or a bad copy leaves it
+    result = trained.run("dvc", "repro", "-s", "aggregate", check=False)
+    assert result.returncode != 0
+    assert ("error: run runs/he_normal-0 is damaged: history.csv ends in the middle of a line. "
+            "Restore it from DVC's cache with `dvc checkout --force runs/he_normal-0`, or train it again with "
+            "`dvc repro --force --single-item train@he_normal-0`") in result.stderr
+    # DVC removes a stage's outputs before running it; nothing else changed, nothing was half written
+    assert (trained.path / "dvc.lock").read_bytes() == lock
+    assert all(before[name] == content for name, content in outputs(trained).items())
+    trained.run("dvc", "checkout", "--force", "runs/he_normal-0")
+    assert history.read_bytes() == original
+    assert trained.repro() == {"aggregate"}
+    assert outputs(trained) == before
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda h: h.drop(columns=["val_loss", "loss"]), "history.csv lacks the column(s) loss, val_loss"),
+        (lambda h: h.iloc[:0], "history.csv holds 0 epochs, metrics.json says 1 were completed"),
+        (lambda h: h.assign(epoch=h.epoch + 1), "history.csv's epochs are not numbered 0 to 0 in order"),
+        (lambda h: h.assign(val_accuracy=0.5), "its last val_accuracy is 0.5 in history.csv but 0."),
+    ],
+)
+def test_a_run_whose_history_disagrees_with_its_metrics_is_refused(trained: Workspace, tmp_path: Path,
+                                                                     damage, problem) -> None:
+    run = tmp_path / "he_normal-0"
+    shutil.copytree(trained.path / "runs/he_normal-0", run)
+    history = pd.read_csv(run / "history.csv")
+    history.assign(epoch_seconds=1.5).to_csv(run / "history.csv", index=False)
+    check_run(run)  # intact, with or without a timing column
+    damage(history).to_csv(run / "history.csv", index=False)
+    with pytest.raises(StudyError) as info:
+        check_run(run)
+    assert str(info.value).startswith(f"run {run} is damaged: {problem}")
+    assert "dvc repro --force --single-item train@he_normal-0" in str(info.value)
+
+
+# A PNG writer that dies (SIGKILL) halfway, run before a stage: a hard kill in mid-write.
+KILL_MID_PNG = """
+import os, runpy, signal, sys
+from PIL import Image, PngImagePlugin
+def half(image, fp, filename):
+    fp.write(b"\\x89PNG")
+    fp.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+Image.SAVE["PNG"] = half
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_plot_stage_killed_mid_png_leaves_every_plot_whole(trained: Workspace) -> None:
+    before = outputs(trained)
+    killed = subprocess.run([sys.executable, "-c", KILL_MID_PNG, "src/stages/plots.py", "--metrics", "metrics",
+                             "--out", "plots"], cwd=trained.path, env=trained.env, capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = [p for p in (trained.path / "plots").iterdir() if p.name.startswith(".")]
+    assert len(left) == 1 and left[0].stat().st_size == 4  # the half-written temporary file
+    after = outputs(trained)
+    after.pop(str(left[0].relative_to(trained.path)), None)
+    assert after == before
+    rerun = run_stage(trained.path, "plots", "--metrics", "metrics", "--out", "plots")
+    assert rerun.returncode == 0, rerun.stderr
+    assert outputs(trained) == before  # the same plots, and the leftover cleared
+    assert trained.run("git", "status", "--porcelain", "plots").stdout == ""
+
+
+def test_an_atomic_write_that_fails_keeps_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"old")
+
+    def fails(tmp: Path) -> None:
+        assert tmp.parent == tmp_path and tmp.name.endswith(".keras")  # Keras and matplotlib go by the suffix
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(path, fails)
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
+ENDLESS_CAP = 128 << 20  # an endless source stops here, so that a client that never stops cannot fill the disk
+SOCKET_SLACK = 48 << 20  # bytes sent but never read: at most the sockets' buffers (net.ipv4.tcp_rmem, tcp_wmem)
+
+
+def endless_handler(sent: list[int]) -> type[QuietHandler]:
+    """A handler that answers every request with bytes that do not end, counting them in `sent`."""
+
+    class Endless(QuietHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            block = bytes(1 << 16)
+            try:
+                for _ in range(ENDLESS_CAP // len(block)):
+                    self.wfile.write(block)
+                    sent.append(len(block))
+            except OSError:  # the client hung up
+                pass
+
+    return Endless
+
+
+def test_an_endless_source_is_cut_off_and_the_next_one_used(tmp_path: Path, mnist_dir: Path, serve) -> None:
+    sent: list[int] = []
+    endless = serve(tmp_path, endless_handler(sent))
+    folder = write_params(tmp_path / "work", data={"sources": {"mnist": [endless, str(mnist_dir)]}})
+    start = time.monotonic()
+    result = run_stage(folder, "download", "--out", "data/raw/mnist")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - start < 60
+    for name, file in MNIST.items():
+        assert f"{name}: {endless} failed: sent more than the {file.size:,} bytes of {name}: cut off" in result.stderr
+        assert f"{name}: ok (sha256 verified) from {mnist_dir}" in result.stdout
+    assert sum(sent) < sum(file.size for file in MNIST.values()) + len(MNIST) * SOCKET_SLACK
+    assert sorted(p.name for p in (folder / "data/raw/mnist").iterdir()) == sorted(MNIST)
+
+
+def test_a_file_of_unknown_size_is_cut_off_at_the_limit(tmp_path: Path, serve,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datasets, "UNKNOWN_SIZE_LIMIT", 100_000)
+    sent: list[int] = []
+    endless = serve(tmp_path, endless_handler(sent))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(DataError, match=r"sent more than 100,000 bytes for x.gz, the limit for a file whose "
+                                        r"checksum data.checksums sets \(its size is unknown\): cut off"):
+        fetch_file("x.gz", DataFile("sha256:" + "0" * 64, None), [endless], dest)
+    assert list(dest.iterdir()) == [] and sum(sent) < 100_000 + SOCKET_SLACK
+
+
+def test_a_trickling_source_is_cut_off_at_the_deadline(tmp_path: Path, mnist_dir: Path, serve,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    class Trickle(QuietHandler):
+        """Sends a byte every 10 ms: never silent long enough for the socket's timeout."""
+
+        def do_GET(self) -> None:
+            data = Path(self.translate_path(self.path)).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                for i in range(len(data)):
+                    self.wfile.write(data[i:i + 1])
+                    time.sleep(0.01)
+            except OSError:  # the client hung up
+                pass
+
+    trickle = serve(mnist_dir, Trickle)
+    monkeypatch.setenv(DEADLINE_ENV, "0.5")
+    folder = write_params(tmp_path / "work", data={"sources": {"mnist": [trickle, str(mnist_dir)]}})
+    start = time.monotonic()
+    result = run_stage(folder, "download", "--out", "data/raw/mnist")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - start < 30
+    for name in MNIST:
+        assert f"{name}: {trickle} failed: took longer than 0.5 s for {name} (" in result.stderr
+        assert f"allow more with {DEADLINE_ENV}=<seconds>" in result.stderr
+    assert sorted(p.name for p in (folder / "data/raw/mnist").iterdir()) == sorted(MNIST)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_downloaded_data_has_the_modes_the_umask_gives(tmp_path: Path, mnist_dir: Path, umask: int) -> None:
+    folder = write_params(tmp_path / "work", data={"sources": {"mnist": [str(mnist_dir)]}})
+    previous = os.umask(umask)
+    try:
+        result = run_stage(folder, "download", "--out", "data/raw/mnist")
+    finally:
+        os.umask(previous)
+    assert result.returncode == 0, result.stderr
+    data = folder / "data/raw/mnist"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o777 & ~umask
+    assert {stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()} == {0o666 & ~umask}

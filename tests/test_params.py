@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from initstudy.params import ParamsError, load_params, parse_params
+from conftest import run_stage, write_params
+from initstudy.params import ParamsError, check_against_data, load_params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -61,8 +62,18 @@ def test_unknown_initializer_suggests_the_closest_name() -> None:
         ("model__dropout", 1.0, "model.dropout = 1.0: Input should be less than 1"),
         ("model__dropout", -0.1, "model.dropout = -0.1"),
         ("model__hidden_units", [], "model.hidden_units = []: List should have at least 1 item"),
-        ("model__hidden_units", [256, 0], "layer sizes must be positive"),
-        ("model__conv_filters", [32, -1], "layer sizes must be positive"),
+        ("model__hidden_units", [256, 0], "model.hidden_units[1] = 0: Input should be greater than 0"),
+        ("model__conv_filters", [32, -1], "model.conv_filters[1] = -1: Input should be greater than 0"),
+        ("model__hidden_units", [2**31], "model.hidden_units[0] = 2147483648: Input should be less than or equal to 2147483647"),
+        ("train__batch_size", 2**63, "train.batch_size = 9223372036854775808: Input should be less than or equal to"),
+        ("train__epochs", 2**31, "train.epochs = 2147483648: Input should be less than or equal to 2147483647"),
+        ("plots__dpi", 5, "plots.dpi = 5: Input should be greater than or equal to 10"),
+        ("plots__dpi", 1001, "plots.dpi = 1001: Input should be less than or equal to 1000"),
+        ("initializers__n", {"name": "constant", "value": 1e5}, "initializers.n.value = 100000.0: Input should be less than or equal to 10000"),
+        ("initializers__n", {"name": "random_uniform", "minval": -1e5}, "initializers.n.minval = -100000.0: Input should be greater than or equal to -10000"),
+        ("initializers__n", {"name": "orthogonal", "gain": 1e5}, "initializers.n.gain = 100000.0"),
+        ("initializers__n", {"name": "variance_scaling", "scale": 1e9}, "initializers.n.scale = 1000000000.0"),
+        ("initializers__n", {"name": "lsuv", "batch_size": 0}, "initializers.n.batch_size = 0: Input should be greater than 0"),
         ("model__family", "rnn", "model.family = 'rnn': Input should be 'mlp' or 'cnn'"),
         ("model__bias_initializer", "orthogonal", "orthogonal needs a matrix; a bias is a vector"),
         ("train__momentum", 1.5, "train.momentum = 1.5: Input should be less than 1"),
@@ -81,7 +92,9 @@ def test_unknown_initializer_suggests_the_closest_name() -> None:
         ("study__seeds", [], "study.seeds = []"),
         ("study__seeds", [0, 1, 0], "repeated: 0"),
         ("study__initializers", ["zeros", "zeros"], "repeated: zeros"),
-        ("study__seeds", [0, -1], "seeds must be non-negative integers"),
+        ("study__seeds", [0, -1], "seeds must be integers from 0 to 2**32 - 1, the seeds NumPy and Keras take; not -1"),
+        ("study__seeds", [2**32, 0, 2**40], "study.seeds = [4294967296, 0, 1099511627776]: seeds must be integers "
+         "from 0 to 2**32 - 1, the seeds NumPy and Keras take; not 4294967296, 1099511627776"),
         ("study__seeds", [0, "1"], "study.seeds[1] = '1': Input should be a valid integer"),
         ("data__train_samples", 0, "data.train_samples = 0"),
     ],
@@ -180,3 +193,87 @@ def test_every_dataset_needs_sources_when_chosen() -> None:
     raw["data"].update(name="cifar10", sources={"mnist": ["x"]})
     with pytest.raises(ParamsError, match="data.sources.cifar10: no source listed"):
         parse_params(raw)
+
+
+def test_the_bounds_themselves_are_accepted() -> None:
+    raw = copy.deepcopy(DEFAULTS)
+    raw["study"]["seeds"] = [0, 2**32 - 1]
+    raw["plots"]["dpi"] = 10
+    raw["initializers"]["n"] = {"name": "random_normal", "mean": -1e4, "stddev": 1e4}
+    params = parse_params(raw)
+    assert params.study.seeds == [0, 2**32 - 1] and params.initializers["n"].arguments() == {"mean": -1e4, "stddev": 1e4}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "params.yaml is empty; it needs the sections data, study, initializers, model, train, diagnostics, "
+             "analysis, plots: run from the project's root, or restore it with `git checkout params.yaml`"),
+        ("# nothing but a comment\n", "params.yaml is empty"),
+        ("- data\n", "params.yaml holds a list, not the sections data, study, "),
+        (None, "params.yaml does not exist in "),
+    ],
+)
+def test_an_empty_missing_or_shapeless_params_file_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            content: str | None, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    if content is not None:
+        Path("params.yaml").write_text(content)
+    with pytest.raises(ParamsError) as info:
+        load_params()
+    assert str(info.value).startswith(message)
+
+
+def data_problems(**sections: dict) -> str:
+    """The error check_against_data raises for the defaults with some keys changed."""
+    raw = copy.deepcopy(DEFAULTS)
+    for section, values in sections.items():
+        raw[section].update(values)
+    with pytest.raises(ParamsError) as info:
+        check_against_data(parse_params(raw))
+    return str(info.value)
+
+
+def test_more_images_than_the_dataset_has_are_refused_all_at_once() -> None:
+    message = data_problems(data={"train_samples": 70000, "val_samples": 10001})
+    assert "data.train_samples = 70000: mnist has 60,000 training images" in message
+    assert "data.val_samples = 10001: mnist has 10,000 validation images" in message
+    assert "cifar10 has 50,000 training images" in data_problems(
+        data={"name": "cifar10", "train_samples": 50001}, model={"family": "cnn"},
+        study={"initializers": ["glorot_uniform"]})
+
+
+def test_no_batch_may_hold_more_images_than_training_has() -> None:
+    message = data_problems(data={"train_samples": 500}, train={"batch_size": 501},
+                            study={"initializers": ["glorot_uniform", "lsuv"]})
+    assert "train.batch_size = 501: more than the 500 training images (data.train_samples)" in message
+    assert "diagnostics.batch_size = 1000: more than the 500 training images (data.train_samples)" in message
+    assert "initializers.lsuv.batch_size = 512: more than the 500 training images" in message
+    assert "diagnostics.batch_size = 70000: more than the 60,000 training images (mnist)" in data_problems(
+        diagnostics={"batch_size": 70000})
+
+
+def test_a_mirror_of_ones_own_is_checked_against_train_samples_only() -> None:
+    raw = copy.deepcopy(DEFAULTS)
+    raw["data"].update(train_samples=70000, checksums={"t10k-labels-idx1-ubyte.gz": "sha256:" + "0" * 64})
+    assert check_against_data(parse_params(raw)) == []  # its size is unknown until load_split reads it
+    raw["diagnostics"]["batch_size"] = 70001
+    with pytest.raises(ParamsError, match="diagnostics.batch_size = 70001: more than the 70,000 training images"):
+        check_against_data(parse_params(raw))
+
+
+def test_too_few_images_for_the_statistics_are_warned_of_by_check_params(tmp_path: Path) -> None:
+    assert check_against_data(parse_params(DEFAULTS)) == []
+    write_params(tmp_path, data={"val_samples": 1}, diagnostics={"batch_size": 99},
+                 initializers={"lsuv": {"batch_size": 1}},
+                 study={"initializers": ["glorot_uniform", "lsuv"]})
+    result = run_stage(tmp_path, "check_params")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: diagnostics.batch_size = 99: the networks at initialization are measured on fewer than 100 "
+        "images, too few to compare initializers",
+        "warning: initializers.lsuv.batch_size = 1: LSUV scales each layer on fewer than 100 images, "
+        "too few to compare initializers",
+        "warning: data.val_samples = 1: validation accuracy is measured on fewer than 100 images, "
+        "too few to compare initializers",
+    ]

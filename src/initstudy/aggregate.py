@@ -26,6 +26,49 @@ def run_name(initializer: str, seed: int) -> str:
     return f"{initializer}-{seed}"
 
 
+def check_run(run: Path) -> None:
+    """Refuse a damaged run, naming it and how to rebuild it: a metrics.json or history.csv
+    that does not parse, a history cut short, lacking a column, a row or an epoch, or
+    disagreeing with metrics.json on the epochs completed or the final values.
+
+    A missing file raises FileNotFoundError, as reading it does.
+    """
+    measures = ("loss", "accuracy", "val_loss", "val_accuracy")  # metrics.json has each as final_<name>
+    metrics_text = (run / "metrics.json").read_text()
+    text = (run / "history.csv").read_bytes()
+
+    def damaged(problem: str) -> StudyError:
+        return StudyError(
+            f"run {run} is damaged: {problem}. Restore it from DVC's cache with `dvc checkout --force {run}`, "
+            f"or train it again with `dvc repro --force --single-item train@{run.name}`"
+        )
+
+    try:
+        metrics = json.loads(metrics_text)
+        history = pd.read_csv(run / "history.csv")
+    except ValueError as exc:  # a JSON decoding error, or pandas' for an empty or garbled CSV
+        raise damaged(f"cannot parse it ({exc})") from None
+    if not text.endswith(b"\n"):
+        raise damaged("history.csv ends in the middle of a line")
+    missing = [column for column in ("epoch", *measures) if column not in history.columns]
+    if missing:
+        raise damaged(f"history.csv lacks the column(s) {', '.join(missing)}")
+    completed = metrics.get("epochs_completed") if isinstance(metrics, dict) else None
+    if not completed or len(history) != completed:
+        raise damaged(f"history.csv holds {len(history)} epochs, metrics.json says {completed} were completed")
+    if history.epoch.tolist() != list(range(completed)):
+        raise damaged(f"history.csv's epochs are not numbered 0 to {completed - 1} in order")
+    last = history.iloc[-1]
+    for name in measures:
+        final, logged = metrics.get(f"final_{name}"), float(pd.to_numeric(last[name], errors="coerce"))
+        if final is None:
+            agree = not math.isfinite(logged)
+        else:
+            agree = isinstance(final, (int, float)) and math.isclose(final, logged, rel_tol=1e-12)
+        if not agree:
+            raise damaged(f"its last {name} is {logged} in history.csv but {final} in metrics.json")
+
+
 def load_runs(
     runs_dir: Path, initializers: list[str], seeds: list[int]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -35,6 +78,7 @@ def load_runs(
         for seed in seeds:
             run = runs_dir / run_name(initializer, seed)
             try:
+                check_run(run)
                 runs.append(json.loads((run / "metrics.json").read_text()))
                 history = pd.read_csv(run / "history.csv")
             except FileNotFoundError as exc:

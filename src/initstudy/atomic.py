@@ -1,32 +1,47 @@
-"""Write result files all at once, so a reader never sees half of one."""
+"""Write files all at once, so a reader never sees half of one, and with the usual modes."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
-def _umask() -> int:
+def usual_mode(directory: bool = False) -> int:
+    """The mode open() (or mkdir(), for a directory) gives a new file under the current umask."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return (0o777 if directory else 0o666) & ~mask
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder."""
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Have `write` write a temporary file in `path`'s folder, then rename it to `path`.
+
+    The temporary file ends in `path`'s suffix, for writers that choose the format by it
+    (matplotlib, Keras). Whenever the process dies, `path` is the old file or the new one,
+    never half of one; a temporary file that a hard kill left behind is removed by the next
+    write of the same path.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    for stale in path.parent.glob(f".{path.name}.*.tmp{path.suffix}"):
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it the usual mode
+        write(Path(tmp))
+        os.chmod(tmp, usual_mode())  # mkstemp makes it private
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically."""
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_json(path: Path, data: Any) -> None:

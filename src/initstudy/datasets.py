@@ -28,14 +28,36 @@ IDX_FILES = (  # train images, train labels, validation images, validation label
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 
 
+# The most bytes a file whose checksum data.checksums replaces may have: its size is
+# unknown (a mirror of one's own, e.g. generated data), and 1 GiB is six times the largest
+# published file (the CIFAR-10 archive) while stopping an endless source long before a disk fills.
+UNKNOWN_SIZE_LIMIT = 1 << 30
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file to download: its checksum ("sha256:<hex>" or "md5:<hex>") and its size in
+    bytes, None where unknown (a file of one's own, see UNKNOWN_SIZE_LIMIT)."""
+
+    checksum: str
+    size: int | None
+
+    @property
+    def max_bytes(self) -> int:
+        """The most bytes a source may send for this file."""
+        return UNKNOWN_SIZE_LIMIT if self.size is None else self.size
+
+
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset's files with their published checksums ("sha256:<hex>" or "md5:<hex>"),
-    its number of classes, the side of its square images, and the reader of its format."""
+    """A dataset's published files, its number of classes, the side of its square images,
+    its numbers of training and validation images, and the reader of its format."""
 
     classes: int
     image_size: int
-    checksums: dict[str, str]
+    train_images: int
+    val_images: int
+    files: dict[str, DataFile]
     reader: Callable[[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 
@@ -47,41 +69,59 @@ def _cifar10_dataset(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return read_cifar10(directory / CIFAR10_ARCHIVE)
 
 
+def _files(names: tuple[str, ...], checksums: tuple[str, ...], sizes: tuple[int, ...]) -> dict[str, DataFile]:
+    return {name: DataFile(checksum, size) for name, checksum, size in zip(names, checksums, sizes, strict=True)}
+
+
 DATASETS: dict[str, Dataset] = {
     "mnist": Dataset(
         classes=10,
         image_size=28,
-        checksums=dict(zip(IDX_FILES, (
+        train_images=60_000,
+        val_images=10_000,
+        files=_files(IDX_FILES, (
             "sha256:440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
             "sha256:3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
             "sha256:8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
             "sha256:f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-        ))),
+        ), (9_912_422, 28_881, 1_648_877, 4_542)),
         reader=_idx_dataset,
     ),
     "fashion_mnist": Dataset(  # Zalando Research publish md5 sums only
         classes=10,
         image_size=28,
-        checksums=dict(zip(IDX_FILES, (
+        train_images=60_000,
+        val_images=10_000,
+        files=_files(IDX_FILES, (
             "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d",
             "md5:25c81989df183df01b3e8a0aad5dffbe",
             "md5:bef4ecab320f06d8554ea6380940ec79",
             "md5:bb300cfdad3c16e7a12a480ee83cd310",
-        ))),
+        ), (26_421_880, 29_515, 4_422_102, 5_148)),
         reader=_idx_dataset,
     ),
     "cifar10": Dataset(
         classes=10,
         image_size=32,
-        checksums={CIFAR10_ARCHIVE: "sha256:6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"},
+        train_images=50_000,
+        val_images=10_000,
+        files=_files(
+            (CIFAR10_ARCHIVE,),
+            ("sha256:6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",),
+            (170_498_071,),
+        ),
         reader=_cifar10_dataset,
     ),
 }
 
 
-def dataset_checksums(name: str, overrides: dict[str, str]) -> dict[str, str]:
-    """The files of dataset `name` and their checksums, `overrides` replacing published ones."""
-    return DATASETS[name].checksums | overrides
+def dataset_files(name: str, overrides: dict[str, str]) -> dict[str, DataFile]:
+    """The files of dataset `name`; a checksum in `overrides` replaces the published one,
+    and the file's size is then unknown."""
+    return {
+        file: DataFile(overrides[file], None) if file in overrides else published
+        for file, published in DATASETS[name].files.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -171,8 +211,12 @@ def load_split(
     name: str, directory: Path, train_samples: int | None = None, val_samples: int | None = None
 ) -> Split:
     """Load a downloaded dataset as images of shape (height, width, channels) scaled to [0, 1],
-    keeping the first N samples of each part if asked."""
+    keeping the first N samples of each part if asked (more than the part holds is an error)."""
     x_train, y_train, x_val, y_val = DATASETS[name].reader(directory)
+    for key, limit, part, images in (("data.train_samples", train_samples, "training", x_train),
+                                     ("data.val_samples", val_samples, "validation", x_val)):
+        if limit is not None and limit > len(images):
+            raise DataError(f"{key} = {limit}: {directory} holds only {len(images):,} {part} images")
 
     def scaled(x: np.ndarray, limit: int | None) -> np.ndarray:
         return x[:limit].astype(np.float32) / 255.0

@@ -36,6 +36,18 @@ WITHOUT_ARGUMENTS: tuple[str, ...] = (  # Keras initializers that take no argume
     "lecun_normal",
 )
 LABEL = re.compile(r"[A-Za-z0-9_]+")
+SEED_LIMIT = 2**32  # keras.utils.set_random_seed seeds NumPy, which takes 0 <= seed < 2**32
+# The largest count (epochs, units, batch, samples): far beyond anything that could run, and
+# within every backend's integers (a batch size past 64 bits fails in TensorFlow with a bare
+# OverflowError).
+MAX_COUNT = 2**31 - 1
+# Initial weights beyond ±1e4 have no use in a study whose most extreme initializer is
+# `ones`; from about 1.3e5 on, float32 cannot even bin a constant kernel's histogram.
+MAX_WEIGHT = 1e4
+# Fewer images than this make a statistic too coarse to compare initializers: an accuracy
+# then moves in steps of more than 0.01, while the default study's initializers differ by less.
+FEW_IMAGES = 100
+SECTIONS = ("data", "study", "initializers", "model", "train", "diagnostics", "analysis", "plots")
 
 
 class ParamsError(StudyError):
@@ -54,6 +66,9 @@ def _not_a_bool(value: Any) -> Any:
 
 Real = Annotated[float, BeforeValidator(_not_a_bool), Field(allow_inf_nan=False)]
 PositiveReal = Annotated[Real, Field(gt=0)]
+Weight = Annotated[Real, Field(ge=-MAX_WEIGHT, le=MAX_WEIGHT)]
+PositiveWeight = Annotated[Real, Field(gt=0, le=MAX_WEIGHT)]
+Count = Annotated[StrictInt, Field(gt=0, le=MAX_COUNT)]
 Dataset = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
 Checksum = Annotated[str, StringConstraints(pattern=r"^(sha256:[0-9a-f]{64}|md5:[0-9a-f]{32})$")]
 
@@ -62,14 +77,14 @@ class DataParams(_Section):
     name: Dataset
     sources: dict[Dataset, list[str]]
     checksums: dict[str, Checksum]
-    train_samples: StrictInt | None = Field(gt=0)
-    val_samples: StrictInt | None = Field(gt=0)
+    train_samples: Count | None
+    val_samples: Count | None
 
     @model_validator(mode="after")
     def _sources_and_checksums_for_the_dataset(self) -> DataParams:
         if not self.sources.get(self.name):
             raise ValueError(f"data.sources.{self.name}: no source listed for the dataset in data.name")
-        files = DATASETS[self.name].checksums
+        files = DATASETS[self.name].files
         unknown = sorted(set(self.checksums) - set(files))
         if unknown:
             raise ValueError(
@@ -91,19 +106,19 @@ class PlainInit(_Init):
 
 class ConstantInit(_Init):
     name: Literal["constant"]
-    value: Real = 0.0
+    value: Weight = 0.0
 
 
 class NormalInit(_Init):
     name: Literal["random_normal", "truncated_normal"]
-    mean: Real = 0.0
-    stddev: PositiveReal = 0.05
+    mean: Weight = 0.0
+    stddev: PositiveWeight = 0.05
 
 
 class UniformInit(_Init):
     name: Literal["random_uniform"]
-    minval: Real = -0.05
-    maxval: Real = 0.05
+    minval: Weight = -0.05
+    maxval: Weight = 0.05
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformInit:
@@ -114,12 +129,12 @@ class UniformInit(_Init):
 
 class MatrixInit(_Init):
     name: Literal["orthogonal", "identity"]
-    gain: PositiveReal = 1.0
+    gain: PositiveWeight = 1.0
 
 
 class VarianceScalingInit(_Init):
     name: Literal["variance_scaling"]
-    scale: PositiveReal = 1.0
+    scale: PositiveReal = Field(1.0, le=MAX_WEIGHT**2)  # the weights' variance times the fan
     mode: Literal["fan_in", "fan_out", "fan_avg"] = "fan_in"
     distribution: Literal["truncated_normal", "untruncated_normal", "uniform"] = "truncated_normal"
 
@@ -129,8 +144,8 @@ class LSUVInit(_Init):
 
     name: Literal["lsuv"]
     tolerance: Real = Field(0.05, gt=0, lt=1)
-    max_iterations: StrictInt = Field(10, gt=0)
-    batch_size: StrictInt = Field(512, gt=0)
+    max_iterations: Count = 10
+    batch_size: Count = 512
 
 
 InitSpec = Annotated[
@@ -173,18 +188,22 @@ class StudyParams(_Section):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, seeds: list[int]) -> list[int]:
-        if any(s < 0 for s in seeds):
-            raise ValueError("seeds must be non-negative integers")
+        bad = [s for s in seeds if not 0 <= s < SEED_LIMIT]
+        if bad:
+            raise ValueError(
+                f"seeds must be integers from 0 to 2**32 - 1, the seeds NumPy and Keras take; "
+                f"not {', '.join(map(str, bad))}"
+            )
         return _unique(seeds)
 
 
 class ModelParams(_Section):
-    hidden_units: list[StrictInt] = Field(min_length=1)
+    hidden_units: list[Count] = Field(min_length=1)
     activation: Literal["relu", "tanh", "sigmoid", "selu", "elu", "gelu"]
     dropout: Real = Field(ge=0, lt=1)
     bias_initializer: InitSpec
     family: Literal["mlp", "cnn"]
-    conv_filters: list[StrictInt]
+    conv_filters: list[Count]
     batch_norm: StrictBool
 
     @field_validator("bias_initializer", mode="before")
@@ -199,13 +218,6 @@ class ModelParams(_Section):
             raise ValueError(f"{spec.name} needs a matrix; a bias is a vector")
         return spec
 
-    @field_validator("hidden_units", "conv_filters")
-    @classmethod
-    def _positive_units(cls, units: list[int]) -> list[int]:
-        if any(u <= 0 for u in units):
-            raise ValueError("layer sizes must be positive integers")
-        return units
-
     @model_validator(mode="after")
     def _cnn_has_convolutions(self) -> ModelParams:
         if self.family == "cnn" and not self.conv_filters:
@@ -219,8 +231,8 @@ class TrainParams(_Section):
     learning_rate: PositiveReal
     momentum: Real = Field(ge=0, lt=1)
     nesterov: StrictBool
-    batch_size: StrictInt = Field(gt=0)
-    epochs: StrictInt = Field(gt=0)
+    batch_size: Count
+    epochs: Count
 
     @model_validator(mode="after")
     def _momentum_is_sgd(self) -> TrainParams:
@@ -233,11 +245,13 @@ class TrainParams(_Section):
 
 
 class PlotParams(_Section):
-    dpi: StrictInt = Field(gt=0)
+    # FreeType cannot size the plots' smallest text below about 6 dpi; matplotlib refuses
+    # images over 65,536 pixels a side, and at 1000 dpi the widest plot (17 inches) is 17,000.
+    dpi: StrictInt = Field(ge=10, le=1000)
 
 
 class DiagnosticsParams(_Section):
-    batch_size: StrictInt = Field(gt=0)
+    batch_size: Count
 
 
 class AnalysisParams(_Section):
@@ -374,8 +388,53 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate params.yaml."""
     path = Path(path)
+    restore = f"run from the project's root, or restore it with `git checkout {path}`"
     try:
         raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path} does not exist in {Path.cwd()}: {restore}") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ParamsError(f"cannot read {path}: {exc}") from None
+    if raw is None:
+        raise ParamsError(f"{path} is empty; it needs the sections {', '.join(SECTIONS)}: {restore}")
+    if not isinstance(raw, dict):
+        raise ParamsError(
+            f"{path} holds a {type(raw).__name__}, not the sections {', '.join(SECTIONS)}: {restore}"
+        )
     return parse_params(raw, str(path))
+
+
+def check_against_data(params: Params) -> list[str]:
+    """Refuse asking for more images than there are: more samples than the dataset has, a
+    batch larger than the training images. Return warnings for image counts legal but too
+    small for the statistics they feed.
+
+    The dataset's sizes are the published ones; for a dataset whose checksums data.checksums
+    replaces (a mirror of one's own) they are unknown here, and load_split refuses samples
+    its files do not hold.
+    """
+    data, dataset = params.data, DATASETS[params.data.name]
+    published = not data.checksums
+    problems = []
+    if published:
+        for key, asked, has, part in (("train_samples", data.train_samples, dataset.train_images, "training"),
+                                      ("val_samples", data.val_samples, dataset.val_images, "validation")):
+            if asked is not None and asked > has:
+                problems.append(f"data.{key} = {asked}: {data.name} has {has:,} {part} images")
+    train = data.train_samples or (dataset.train_images if published else None)
+    lsuv = {f"initializers.{label}.batch_size": spec.batch_size for label in params.study.initializers
+            if isinstance(spec := params.initializers[label], LSUVInit)}
+    batches = {"train.batch_size": params.train.batch_size, "diagnostics.batch_size": params.diagnostics.batch_size}
+    if train is not None:
+        of = "data.train_samples" if data.train_samples else data.name
+        problems += [f"{key} = {size}: more than the {train:,} training images ({of})"
+                     for key, size in (batches | lsuv).items() if size > train]
+    if problems:
+        raise ParamsError("invalid params.yaml:\n  " + "\n  ".join(problems))
+    validation = data.val_samples or (dataset.val_images if published else None)
+    measured = {"diagnostics.batch_size": (params.diagnostics.batch_size, "the networks at initialization are measured")}
+    measured |= {key: (size, "LSUV scales each layer") for key, size in lsuv.items()}
+    if validation is not None:
+        measured["data.val_samples"] = (validation, "validation accuracy is measured")
+    return [f"{key} = {size}: {what} on fewer than {FEW_IMAGES} images, too few to compare initializers"
+            for key, (size, what) in measured.items() if size < FEW_IMAGES]

@@ -15,6 +15,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import to_hex, to_rgb  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from initstudy.atomic import write_atomically  # noqa: E402
+
 # Zoomed panels show the initializers whose final accuracy is within this of the best,
 # or whose final loss is within this factor of the lowest.
 ZOOM_ACCURACY_WITHIN = 0.05
@@ -67,8 +69,9 @@ def curve_data(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _save(fig: plt.Figure, path: Path, dpi: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, metadata={"Software": None})  # constrained layout: one draw
+    """Write the figure to `path` atomically (a kill never leaves half a PNG) and close it;
+    with constrained layout, saving is the one draw."""
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=dpi, metadata={"Software": None}))
     plt.close(fig)
 
 

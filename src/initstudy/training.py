@@ -14,7 +14,7 @@ from typing import Any
 
 import keras
 
-from initstudy.atomic import write_json
+from initstudy.atomic import write_atomically, write_json
 from initstudy.datasets import Split
 from initstudy.initialization import initial_model
 from initstudy.models import study_loss
@@ -97,7 +97,7 @@ def train_run(
     )
     metrics = {"initializer": initializer, "seed": seed}
     metrics |= run_metrics(history.history)
-    model.save(out_dir / "model.keras")
+    write_atomically(out_dir / "model.keras", model.save)
     write_json(out_dir / "timing.json", {"epoch_seconds": timer.seconds, "fit_seconds": sum(timer.seconds)})
     write_json(out_dir / "metrics.json", metrics)
     return metrics
