@@ -60,11 +60,11 @@ def colours(names: list[str]) -> dict[str, str]:
 
 def curve_data(epochs: pd.DataFrame) -> pd.DataFrame:
     """The per-epoch table for DVC's interactive plots: each row with its initializer's colour,
-    and per accuracy column whether the initializer belongs in the zoomed panel."""
+    and per accuracy column whether the initializer belongs in the zoomed panel (1) or not (0)."""
     data = epochs.assign(colour=epochs.initializer.map(colours(list(dict.fromkeys(epochs.initializer)))))
     for metric in ("val_accuracy", "accuracy"):
         final = epochs.sort_values("epoch").groupby("initializer").last()[metric]
-        data[f"zoom_{metric}"] = data.initializer.isin(_leaders(final.dropna(), is_loss=False))
+        data[f"zoom_{metric}"] = data.initializer.isin(_leaders(final.dropna(), is_loss=False)).astype(int)
     return data
 
 
