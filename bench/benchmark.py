@@ -76,7 +76,7 @@ def plain_epochs(folder: Path, data: Path) -> tuple[list[float], float]:
 def project_epochs(folder: Path, data: Path) -> tuple[list[float], float, float, float]:
     """The train stage as DVC runs it: per-epoch seconds, val accuracy, stage wall and peak MiB."""
     wall, peak, _ = run_measured(
-        [sys.executable, str(STAGES / "train.py"), "--initializer", "glorot_uniform", "--seed", "0",
+        [sys.executable, str(STAGES / "train.py"), "--network", "mlp", "--initializer", "glorot_uniform", "--seed", "0",
          "--data", str(data), "--out", "run"], folder, command_env(folder))
     seconds = json.loads((folder / "run/timing.json").read_text())["epoch_seconds"]
     return seconds, float(pd.read_csv(folder / "run/history.csv").val_accuracy.iloc[-1]), wall, peak
@@ -104,11 +104,17 @@ def spread(values: list[float], fmt: str) -> str:
     return mid if len(values) == 1 else f"{mid} ({format(min(values), fmt)}–{format(max(values), fmt)})"
 
 
+def default_network():
+    """The network of the default study (its first and only one)."""
+    params = load_params(ROOT / "params.yaml")
+    return params.networks[params.study.networks[0]]
+
+
 def epoch_section(data: Path, epochs: int, rounds: int, scratch: Path) -> list[str]:
     """Plain loop, project path on TensorFlow and on JAX, interleaved over several rounds."""
     rate = matmul_gflops()
     parsed = parse_mnist(data)
-    sizes = [parsed["pixels"], *load_params(ROOT / "params.yaml").model.hidden_units, 10]
+    sizes = [parsed["pixels"], *default_network().hidden_units, 10]
     samples = parsed["train"], parsed["val"]
     gflop = model_gflop_per_epoch(sizes, *samples)
     floor = gflop / rate

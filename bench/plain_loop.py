@@ -16,6 +16,7 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 
 import keras  # noqa: E402
 
+from initstudy.aggregate import study_runs  # noqa: E402
 from initstudy.datasets import DATASETS, load_split  # noqa: E402
 from initstudy.models import build_model, study_loss  # noqa: E402
 from initstudy.params import load_params  # noqa: E402
@@ -36,20 +37,20 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     split = load_split(params.data.name, args.data, params.data.train_samples, params.data.val_samples)
-    for initializer in params.study.initializers:
-        for seed in params.study.seeds:
-            keras.utils.set_random_seed(seed)
-            model = build_model(split.x_train.shape[1:], DATASETS[params.data.name].classes,
-                                params.model, params.initializers[initializer])
-            model.epoch_times = []
-            model.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate),
-                          loss=study_loss(), metrics=["accuracy"])
-            history = model.fit(split.x_train, split.y_train, batch_size=params.train.batch_size,
-                                epochs=params.train.epochs, validation_data=(split.x_val, split.y_val),
-                                verbose=0, callbacks=[EpochTimes()])
-            print(json.dumps({"initializer": initializer, "seed": seed, "epoch_seconds": model.epoch_times,
-                              "val_accuracy": history.history["val_accuracy"][-1]}), flush=True)
-
+    for network, initializer, seed in study_runs(params.study.networks, params.study.initializers,
+                                                 params.study.seeds):
+        keras.utils.set_random_seed(seed)
+        model = build_model(split.x_train.shape[1:], DATASETS[params.data.name].classes,
+                            params.networks[network], params.initializers[initializer])
+        model.epoch_times = []
+        model.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate),
+                      loss=study_loss(), metrics=["accuracy"])
+        history = model.fit(split.x_train, split.y_train, batch_size=params.train.batch_size,
+                            epochs=params.train.epochs, validation_data=(split.x_val, split.y_val),
+                            verbose=0, callbacks=[EpochTimes()])
+        print(json.dumps({"network": network, "initializer": initializer, "seed": seed,
+                          "epoch_seconds": model.epoch_times,
+                          "val_accuracy": history.history["val_accuracy"][-1]}), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -84,10 +84,10 @@ def main() -> None:
     spec = params.initializers["glorot_uniform"]
     rows = []
     for label, validate in (("fit(), with validation (the train stage)", True), ("fit(), no validation", False)):
-        model = initial_model(split, 10, params.model, spec, 0)
+        model = initial_model(split, 10, params.networks[params.study.networks[0]], spec, 0)
         compile_model(model, params.train, steps)
         rows.append((label, fit_epochs(model, split, batch, args.epochs, validate)))
-    model = initial_model(split, 10, params.model, spec, 0)
+    model = initial_model(split, 10, params.networks[params.study.networks[0]], spec, 0)
     rows.append(("jitted lax.scan epoch, no validation",
                  scan_epochs(model, split, batch, args.epochs, params.train.learning_rate)))
     print(f"Epochs of the default model on JAX, {args.epochs} each; steady = median of epochs 2..{args.epochs}:\n")

@@ -10,7 +10,17 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from initstudy.aggregate import analyze_runs, converged_epochs, headline, load_runs, results_table, summarize
+from initstudy.aggregate import (
+    across_networks,
+    analyze_runs,
+    converged_epochs,
+    headline,
+    load_runs,
+    results_table,
+    summarize,
+    summarize_study,
+)
+from initstudy.params import ModelParams
 from initstudy.errors import StudyError
 
 # val accuracy per epoch of each (initializer, seed); train accuracy is val + 0.01,
@@ -29,7 +39,7 @@ DIVERGED = {("ones", 0)}
 ORDER = ["zeros", "ones", "he_uniform", "he_normal"]
 TARGET = 0.97
 INIT = pd.DataFrame([
-    {"initializer": i, "seed": s, "layer": layer, "activation_mean": 0.1 * layer, "activation_std": s + layer,
+    {"network": "mlp", "initializer": i, "seed": s, "layer": layer, "activation_mean": 0.1 * layer, "activation_std": s + layer,
      "inactive_fraction": 0.0, "gradient_norm": 2.0 * layer}
     for i in ORDER for s in (0, 1) for layer in (1, 2)
 ])
@@ -37,12 +47,12 @@ INIT = pd.DataFrame([
 
 def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
     epochs = pd.DataFrame([
-        {"initializer": i, "seed": s, "epoch": e + 1, "loss": 0.1, "accuracy": v + 0.01,
+        {"network": "mlp", "initializer": i, "seed": s, "epoch": e + 1, "loss": 0.1, "accuracy": v + 0.01,
          "val_loss": 0.3, "val_accuracy": v}
         for (i, s), curve in CURVES.items() for e, v in enumerate(curve)
     ])
     runs = pd.DataFrame([
-        {"initializer": i, "seed": s, "diverged": (i, s) in DIVERGED, "final_val_accuracy": curve[-1],
+        {"network": "mlp", "initializer": i, "seed": s, "diverged": (i, s) in DIVERGED, "final_val_accuracy": curve[-1],
          "best_val_accuracy": max(v for v in curve if not math.isnan(v)), "final_val_loss": 0.3}
         for (i, s), curve in CURVES.items()
     ])
@@ -149,16 +159,59 @@ def test_summary_is_strict_json_without_lists() -> None:
     assert no_lists(json.loads(text))
 
 
-def test_headline_has_a_short_key_per_initializer_and_counts_diverged_runs() -> None:
+def two_networks() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The runs on "mlp", and the same runs again on a deeper "deep", he_normal 0.1 lower there."""
     runs, epochs = tables()
-    top = headline(summarize(runs, epochs, ORDER, "he_normal", INIT))
-    assert top == {"zeros": pytest.approx(0.1135), "ones": pytest.approx(0.5), "he_uniform": pytest.approx(0.97),
-                   "he_normal": pytest.approx(0.98), "diverged": 1}
+    deeper = lambda frame, column: frame.assign(network="deep", **{column: frame[column] - 0.1 * (frame.initializer == "he_normal")})
+    runs = pd.concat([runs, deeper(runs, "final_val_accuracy")], ignore_index=True)
+    epochs = pd.concat([epochs, deeper(epochs, "val_accuracy")], ignore_index=True)
+    init = pd.concat([INIT, INIT.assign(network="deep")], ignore_index=True)
+    summary = summarize_study(runs, epochs, ["mlp", "deep"], ORDER, "he_normal", init)
+    return runs, epochs, summary
+
+
+def test_headline_is_the_mean_final_accuracy_per_network_and_initializer() -> None:
+    *_, summary = two_networks()
+    top = headline(summary)
+    assert top["mlp"] == {"zeros": pytest.approx(0.1135), "ones": pytest.approx(0.5),
+                          "he_uniform": pytest.approx(0.97), "he_normal": pytest.approx(0.98)}
+    assert top["deep"]["he_normal"] == pytest.approx(0.88) and list(top) == ["mlp", "deep"]
+
+
+def test_each_network_is_summarized_alone_and_p_values_are_adjusted_over_the_study() -> None:
+    runs, epochs, summary = two_networks()
+    mlp = summarize(*tables(), ORDER, "he_normal", INIT)
+    for name in ORDER:
+        for key in ("final_val_accuracy", "rank", "convergence"):
+            assert summary["networks"]["mlp"]["initializers"][name].get(key) == mlp["initializers"][name].get(key)
+    tests = [e["vs_reference"] for n in ("mlp", "deep") for e in summary["networks"][n]["initializers"].values()
+             if "p_value" in e.get("vs_reference", {})]
+    tests += [f for n in ("mlp", "deep") for f in summary["networks"][n]["uniform_vs_normal"].values()]
+    raw = [t["p_value"] for t in tests]
+    assert [t["p_adjusted"] for t in tests] == pytest.approx(list(stats.false_discovery_control(raw)))
+    assert all(t["p_adjusted"] >= t["p_value"] for t in tests)
+
+
+def test_across_networks_gives_depth_activation_and_confidence_intervals() -> None:
+    runs, *_ = two_networks()
+    networks = {"mlp": ModelParams(hidden_units=[8, 8]), "deep": ModelParams(hidden_units=[8] * 6, activation="tanh")}
+    table = across_networks(runs, networks).set_index(["network", "initializer"])
+    he = table.loc[("deep", "he_normal")]
+    assert (he.activation, he.depth, he.runs, he.diverged) == ("tanh", 6, 2, 0)
+    assert he.final_val_accuracy == pytest.approx(0.88)
+    half = stats.t.ppf(0.975, 1) * pd.Series([0.87, 0.89]).std() / math.sqrt(2)
+    assert (he.ci95_low, he.ci95_high) == pytest.approx((0.88 - half, 0.88 + half))
+    ones = table.loc[("mlp", "ones")]
+    assert (ones.runs, ones.diverged, ones.reached_target) == (2, 1, 0)
+    text = results_table(two_networks()[2], across_networks(runs, networks), TARGET, "he_normal")
+    assert "### Final val accuracy on every network" in text and "### deep" in text and "#### Final accuracy" in text
+    assert "0.880 (" in text
 
 
 def test_results_tables_list_best_first() -> None:
     runs, epochs = tables()
-    text = results_table(summarize(runs, epochs, ORDER, "he_normal", INIT), TARGET, "he_normal")
+    summary = summarize_study(runs, epochs, ["mlp"], ORDER, "he_normal", INIT)
+    text = results_table(summary, across_networks(runs, {"mlp": ModelParams(hidden_units=[8])}), TARGET, "he_normal")
     rows = [line for line in text.split("### Convergence")[0].splitlines() if line.startswith("|")]
     first = rows[2]  # after the header and the separator
     assert "he_normal" in first and "0.9800 ± 0.0141" in first
@@ -169,18 +222,20 @@ def test_results_tables_list_best_first() -> None:
 
 def test_load_runs_reads_each_run_and_numbers_epochs_from_one(tmp_path: Path) -> None:
     for seed in (0, 1):
-        folder = tmp_path / f"zeros-{seed}"
+        folder = tmp_path / f"mlp-zeros-{seed}"
         folder.mkdir()
-        (folder / "metrics.json").write_text(json.dumps({"initializer": "zeros", "seed": seed}))
+        (folder / "metrics.json").write_text(json.dumps({
+            "network": "mlp", "initializer": "zeros", "seed": seed, "epochs_completed": 2, "final_accuracy": 0.2,
+            "final_loss": 2.2, "final_val_accuracy": 0.1, "final_val_loss": 2.2}))
         (folder / "history.csv").write_text(
             "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.1,2.3,0.1,2.3\n1,0.2,2.2,0.1,2.2\n"
         )
-    runs, epochs = load_runs(tmp_path, ["zeros"], [0, 1])
+    runs, epochs = load_runs(tmp_path, [("mlp", "zeros", 0), ("mlp", "zeros", 1)])
     assert list(runs.seed) == [0, 1]
     assert list(epochs.epoch) == [1, 2, 1, 2] and list(epochs.seed) == [0, 0, 1, 1]
-    assert list(epochs.columns[:3]) == ["initializer", "seed", "epoch"]
+    assert list(epochs.columns[:4]) == ["network", "initializer", "seed", "epoch"]
 
 
 def test_a_missing_run_says_how_to_make_it(tmp_path: Path) -> None:
-    with pytest.raises(StudyError, match="zeros-0/metrics.json is missing: run `dvc repro`"):
-        load_runs(tmp_path, ["zeros"], [0])
+    with pytest.raises(StudyError, match="mlp-zeros-0/metrics.json is missing: run `dvc repro`"):
+        load_runs(tmp_path, [("mlp", "zeros", 0)])

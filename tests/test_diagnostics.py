@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from initstudy.datasets import Split
-from initstudy.diagnostics import diagnose_study, layer_report, weight_histograms
+from initstudy.diagnostics import LayerProbe, diagnose_study, layer_report, weight_histograms
 from initstudy.initialization import initial_model
+from initstudy.models import kernel_layers
 from initstudy.params import ModelParams, init_spec
 
 RNG = np.random.default_rng(0)
@@ -68,9 +69,35 @@ def test_weight_histograms_count_every_weight_once() -> None:
 
 def test_diagnose_study_covers_every_run() -> None:
     specs = {"zeros": init_spec("zeros"), "he_normal": init_spec("he_normal")}
-    layers, hist = diagnose_study(SPLIT, 10, RELU, specs, [0, 1], batch=32)
-    assert len(layers) == 2 * 2 * 4 and set(hist.initializer) == {"zeros", "he_normal"}
-    assert list(layers.columns[:3]) == ["initializer", "seed", "layer"]
+    tanh = RELU.model_copy(update={"activation": "tanh", "hidden_units": [64]})
+    layers, hist = diagnose_study(SPLIT, 10, {"relu": RELU, "tanh": tanh}, specs, [0, 1], batch=32)
+    assert len(layers) == 2 * 2 * 4 + 2 * 2 * 2 and set(hist.initializer) == {"zeros", "he_normal"}
+    assert set(hist.network) == {"relu", "tanh"}
+    assert list(layers.columns[:4]) == ["network", "initializer", "seed", "layer"]
+
+
+def test_the_variance_argument_predicts_he_on_relu_and_fails_for_ones() -> None:
+    """He keeps the ReLU signal's variance; the prediction follows the measurement within the
+    sampling noise of a 64-unit layer. `ones` breaks the argument's independence assumption."""
+    deep = RELU.model_copy(update={"hidden_units": [64] * 6})
+    he = report("he_normal", deep)
+    hidden = he[he.layer <= 6]
+    np.testing.assert_allclose(hidden.activation_std, hidden.predicted_std, rtol=0.35)
+    lecun = report("lecun_normal", deep)
+    assert lecun.predicted_std.iloc[5] / lecun.predicted_std.iloc[0] == pytest.approx(0.5 ** 2.5, rel=0.2)
+    ones = report("ones", deep)
+    assert not np.allclose(ones.activation_std.iloc[1:6], ones.predicted_std.iloc[1:6], rtol=0.5)
+
+
+def test_the_probe_measures_the_weights_of_the_moment() -> None:
+    model = network("he_normal")
+    probe = LayerProbe(model, SPLIT.x_train, SPLIT.y_train, "relu")
+    before = probe()
+    assert before.equals(probe())  # compiled once, the same answer for the same weights
+    first = kernel_layers(model)[0]
+    first.kernel.assign(np.asarray(first.kernel) * 2)
+    after = probe()
+    assert after.activation_std.iloc[0] == pytest.approx(2 * before.activation_std.iloc[0], rel=1e-5)
 
 
 def test_conv_layers_are_measured_per_channel() -> None:

@@ -51,7 +51,7 @@ def outputs(repo: Workspace) -> dict[str, bytes]:
         ({"study": {"initializers": ["zeros", "he_normall"]}}, "Did you mean 'he_normal'?"),
         ({"train": {"epochs": 0}}, "train.epochs = 0: Input should be greater than 0"),
         ({"train": {"optimizer": "rmsprop"}}, "Input should be 'adam' or 'sgd'"),
-        ({"model": {"dropout": 1.5}}, "model.dropout = 1.5: Input should be less than 1"),
+        ({"networks": {"mlp": {"hidden_units": [8], "dropout": 1.5}}}, "networks.mlp.dropout = 1.5: Input should be less than 1"),
         ({"study": {"seeds": [0, 0]}}, "repeated: 0"),
         ({"study": {"seeds": [4294967296]}}, "study.seeds = [4294967296]: seeds must be integers from 0 to 2**32 - 1"),
         ({"data": {"train_samples": 70000}}, "data.train_samples = 70000: mnist has 60,000 training images"),
@@ -188,9 +188,9 @@ def test_a_diverging_run_is_recorded_and_the_pipeline_goes_on(tmp_path: Path, mn
     repo.set_params(study={"initializers": ["he_normal", "zeros"], "seeds": [0]}, analysis={"reference": "zeros"},
                     train={"optimizer": "sgd", "learning_rate": 1e20, "epochs": 3})  # zeros' loss stays finite
     repo.repro()
-    he = json.loads((repo.path / "runs/he_normal-0/metrics.json").read_text())
+    he = json.loads((repo.path / "runs/mlp-he_normal-0/metrics.json").read_text())
     assert he["diverged"] is True and he["epochs_completed"] < 3
-    summary = json.loads((repo.path / "metrics/summary.json").read_text())["initializers"]
+    summary = json.loads((repo.path / "metrics/summary.json").read_text())["networks"]["mlp"]["initializers"]
     assert {k: v for k, v in summary["he_normal"].items() if k != "init"} == {"runs": 1, "diverged": 1}
     assert summary["zeros"]["diverged"] == 0 and summary["zeros"]["rank"] == 1
     shown = repo.run("dvc", "metrics", "show", "--json").stdout
@@ -199,7 +199,7 @@ def test_a_diverging_run_is_recorded_and_the_pipeline_goes_on(tmp_path: Path, mn
     assert (repo.path / "plots/val_loss.png").stat().st_size > 0
     repo.set_params(train={"learning_rate": 1e38})  # now every run diverges: the plots still render, empty
     repo.repro()
-    summary = json.loads((repo.path / "metrics/summary.json").read_text())["initializers"]
+    summary = json.loads((repo.path / "metrics/summary.json").read_text())["networks"]["mlp"]["initializers"]
     assert [entry["diverged"] for entry in summary.values()] == [1, 1]
     assert pd.read_csv(repo.path / "metrics/epochs.csv").empty
     assert all(png.stat().st_size > 0 for png in (repo.path / "plots").glob("*.png"))
@@ -339,7 +339,7 @@ def test_a_broken_data_file_is_named_by_the_train_stage(tmp_path: Path, mnist_di
     shutil.copytree(mnist_dir, data)
     broken(data)
     folder = write_params(tmp_path / "work")
-    result = run_stage(folder, "train", "--initializer", "zeros", "--seed", "0", "--data", str(data), "--out", "run")
+    result = run_stage(folder, "train", "--network", "mlp", "--initializer", "zeros", "--seed", "0", "--data", str(data), "--out", "run")
     assert result.returncode == 2
     assert message in result.stderr and str(data) in result.stderr
     assert "Traceback" not in result.stderr and not (folder / "run").exists()
@@ -349,7 +349,7 @@ def test_an_empty_or_missing_params_file_stops_dvc_first_and_check_params_names_
     before = outputs(trained)
     params = trained.path / "params.yaml"
     for damage, message in ((lambda: params.write_text(""), "params.yaml is empty; it needs the sections data, "
-                             "study, initializers, model, train, diagnostics, analysis, plots"),
+                             "study, initializers, networks, train, probes, diagnostics, analysis, plots"),
                             (params.unlink, f"params.yaml does not exist in {trained.path}")):
         damage()
         result = trained.run("dvc", "repro", check=False)
@@ -365,25 +365,25 @@ def test_an_empty_or_missing_params_file_stops_dvc_first_and_check_params_names_
 def test_the_largest_seed_trains(tmp_path: Path, mnist_dir: Path) -> None:
     """study.seeds takes seeds up to 2**32 - 1, and each of them trains."""
     folder = write_params(tmp_path, data={"train_samples": 500, "val_samples": 100}, train={"epochs": 1})
-    result = run_stage(folder, "train", "--initializer", "he_normal", "--seed", str(2**32 - 1),
+    result = run_stage(folder, "train", "--network", "mlp", "--initializer", "he_normal", "--seed", str(2**32 - 1),
                        "--data", str(mnist_dir), "--out", "run")
     assert result.returncode == 0, result.stderr
     assert json.loads((folder / "run/metrics.json").read_text())["seed"] == 2**32 - 1
 
 
 def test_a_damaged_history_stops_aggregate_until_dvc_checkout_restores_it(trained: Workspace) -> None:
-    history = trained.path / "runs/he_normal-0/history.csv"
+    history = trained.path / "runs/mlp-he_normal-0/history.csv"
     original, lock, before = history.read_bytes(), (trained.path / "dvc.lock").read_bytes(), outputs(trained)
     history.write_bytes(original[: len(original) // 2])  # as a crash or a bad copy leaves it
     result = trained.run("dvc", "repro", "-s", "aggregate", check=False)
     assert result.returncode != 0
-    assert ("error: run runs/he_normal-0 is damaged: history.csv ends in the middle of a line. "
-            "Restore it from DVC's cache with `dvc checkout --force runs/he_normal-0`, or train it again with "
-            "`dvc repro --force --single-item train@he_normal-0`") in result.stderr
+    assert ("error: run runs/mlp-he_normal-0 is damaged: history.csv ends in the middle of a line. "
+            "Restore it from DVC's cache with `dvc checkout --force runs/mlp-he_normal-0`, or train it again with "
+            "`dvc repro --force --single-item train@mlp-he_normal-0`") in result.stderr
     # DVC removes a stage's outputs before running it; nothing else changed, nothing was half written
     assert (trained.path / "dvc.lock").read_bytes() == lock
     assert all(before[name] == content for name, content in outputs(trained).items())
-    trained.run("dvc", "checkout", "--force", "runs/he_normal-0")
+    trained.run("dvc", "checkout", "--force", "runs/mlp-he_normal-0")
     assert history.read_bytes() == original
     assert trained.repro() == {"aggregate"}
     assert outputs(trained) == before
@@ -401,7 +401,7 @@ def test_a_damaged_history_stops_aggregate_until_dvc_checkout_restores_it(traine
 def test_a_run_whose_history_disagrees_with_its_metrics_is_refused(trained: Workspace, tmp_path: Path,
                                                                      damage, problem) -> None:
     run = tmp_path / "he_normal-0"
-    shutil.copytree(trained.path / "runs/he_normal-0", run)
+    shutil.copytree(trained.path / "runs/mlp-he_normal-0", run)
     history = pd.read_csv(run / "history.csv")
     history.assign(epoch_seconds=1.5).to_csv(run / "history.csv", index=False)
     check_run(run)  # intact, with or without a timing column
@@ -409,7 +409,7 @@ def test_a_run_whose_history_disagrees_with_its_metrics_is_refused(trained: Work
     with pytest.raises(StudyError) as info:
         check_run(run)
     assert str(info.value).startswith(f"run {run} is damaged: {problem}")
-    assert "dvc repro --force --single-item train@he_normal-0" in str(info.value)
+    assert "dvc repro --force --single-item train@mlp-he_normal-0" in str(info.value)
 
 
 # A PNG writer that dies (SIGKILL) halfway, run before a stage: a hard kill in mid-write.

@@ -8,9 +8,8 @@ import pytest
 from initstudy.models import build_model, kernel_layers, study_loss
 from initstudy.params import SPECS, ModelParams, init_spec
 
-PARAMS = ModelParams(hidden_units=[32, 16], activation="relu", dropout=0.2, bias_initializer="zeros",
-                     family="mlp", conv_filters=[8, 16], batch_norm=True)
-CNN = PARAMS.model_copy(update={"family": "cnn"})
+PARAMS = ModelParams(hidden_units=[32, 16], activation="relu", dropout=0.2, bias_initializer="zeros")
+CNN = PARAMS.model_copy(update={"family": "cnn", "conv_filters": [8, 16], "batch_norm": True})
 
 
 def build(initializer: str | dict, params: ModelParams = PARAMS, shape: tuple[int, ...] = (28, 28, 1)):
@@ -37,6 +36,12 @@ def test_the_loss_keeps_its_gradient_where_a_softmax_saturates() -> None:
     logits, label = np.array([[1e4, 0.0, -1e4]], dtype=np.float32), np.array([1])
     assert float(study_loss()(label, logits)) == pytest.approx(1e4)
     np.testing.assert_allclose(jax.grad(lambda z: study_loss()(label, z))(logits), [[1.0, -1.0, 0.0]], atol=1e-6)
+
+
+def test_an_mlp_may_normalize_each_hidden_layer() -> None:
+    model = build("he_normal", PARAMS.model_copy(update={"batch_norm": True, "dropout": 0.0}))
+    names = [type(layer).__name__ for layer in model.layers]
+    assert names == ["Flatten", "Dense", "BatchNormalization", "Dense", "BatchNormalization", "Dense"]
 
 
 def test_no_dropout_layers_when_dropout_is_zero() -> None:

@@ -28,8 +28,9 @@ def problems(**changes: object) -> str:
 
 def test_the_committed_params_are_the_classic_study() -> None:
     params = load_params(ROOT / "params.yaml")
-    assert params.model.hidden_units == [256, 128]
-    assert params.model.dropout == 0.2
+    assert params.study.networks == ["mlp"]
+    assert params.networks["mlp"].hidden_units == [256, 128]
+    assert params.networks["mlp"].dropout == 0.2 and params.networks["mlp"].activation == "relu"
     assert (params.train.optimizer, params.train.batch_size, params.train.epochs) == ("adam", 128, 20)
     assert params.train.learning_rate == 0.001
     assert len(params.study.initializers) == 12 and params.study.seeds == [0, 1, 2]
@@ -46,7 +47,7 @@ def test_unknown_initializer_suggests_the_closest_name() -> None:
     ("key", "value", "expected"),
     [
         ("train__optimizer", "adamw", "train.optimizer = 'adamw': Input should be 'adam' or 'sgd'"),
-        ("model__activation", "rellu", "Did you mean 'relu'?"),
+        ("networks__mlp", {"hidden_units": [256, 128], "activation": "rellu"}, "Did you mean 'relu'?"),
         ("data__name", "mnits", "data.name = 'mnits'"),
         ("train__backend", "torch", "train.backend = 'torch'"),
         ("train__epochs", 0, "train.epochs = 0: Input should be greater than 0"),
@@ -55,16 +56,16 @@ def test_unknown_initializer_suggests_the_closest_name() -> None:
         ("train__learning_rate", "fast", "train.learning_rate = 'fast': Input should be a valid number"),
         ("train__learning_rate", True, "train.learning_rate = True: Input should be a number, not true or false"),
         ("train__learning_rate", float("inf"), "train.learning_rate = inf: Input should be a finite number"),
-        ("model__dropout", True, "model.dropout = True: Input should be a number, not true or false"),
-        ("model__batch_norm", 1, "model.batch_norm = 1: Input should be a valid boolean"),
+        ("networks__mlp", {"hidden_units": [256, 128], "dropout": True}, "networks.mlp.dropout = True: Input should be a number, not true or false"),
+        ("networks__mlp", {"hidden_units": [256, 128], "batch_norm": 1}, "networks.mlp.batch_norm = 1: Input should be a valid boolean"),
         ("train__nesterov", "yes", "train.nesterov = 'yes': Input should be a valid boolean"),
         ("study__seeds", [0, True], "study.seeds[1] = True: Input should be a valid integer"),
-        ("model__dropout", 1.0, "model.dropout = 1.0: Input should be less than 1"),
-        ("model__dropout", -0.1, "model.dropout = -0.1"),
-        ("model__hidden_units", [], "model.hidden_units = []: List should have at least 1 item"),
-        ("model__hidden_units", [256, 0], "model.hidden_units[1] = 0: Input should be greater than 0"),
-        ("model__conv_filters", [32, -1], "model.conv_filters[1] = -1: Input should be greater than 0"),
-        ("model__hidden_units", [2**31], "model.hidden_units[0] = 2147483648: Input should be less than or equal to 2147483647"),
+        ("networks__mlp", {"hidden_units": [256, 128], "dropout": 1.0}, "networks.mlp.dropout = 1.0: Input should be less than 1"),
+        ("networks__mlp", {"hidden_units": [256, 128], "dropout": -0.1}, "networks.mlp.dropout = -0.1"),
+        ("networks__mlp", {"hidden_units": []}, "networks.mlp.hidden_units = []: List should have at least 1 item"),
+        ("networks__mlp", {"hidden_units": [256, 0]}, "networks.mlp.hidden_units[1] = 0: Input should be greater than 0"),
+        ("networks__mlp", {"family": "cnn", "hidden_units": [256], "conv_filters": [32, -1]}, "networks.mlp.conv_filters[1] = -1: Input should be greater than 0"),
+        ("networks__mlp", {"hidden_units": [2**31]}, "networks.mlp.hidden_units[0] = 2147483648: Input should be less than or equal to 2147483647"),
         ("train__batch_size", 2**63, "train.batch_size = 9223372036854775808: Input should be less than or equal to"),
         ("train__epochs", 2**31, "train.epochs = 2147483648: Input should be less than or equal to 2147483647"),
         ("plots__dpi", 5, "plots.dpi = 5: Input should be greater than or equal to 10"),
@@ -74,8 +75,8 @@ def test_unknown_initializer_suggests_the_closest_name() -> None:
         ("initializers__n", {"name": "orthogonal", "gain": 1e5}, "initializers.n.gain = 100000.0"),
         ("initializers__n", {"name": "variance_scaling", "scale": 1e9}, "initializers.n.scale = 1000000000.0"),
         ("initializers__n", {"name": "lsuv", "batch_size": 0}, "initializers.n.batch_size = 0: Input should be greater than 0"),
-        ("model__family", "rnn", "model.family = 'rnn': Input should be 'mlp' or 'cnn'"),
-        ("model__bias_initializer", "orthogonal", "orthogonal needs a matrix; a bias is a vector"),
+        ("networks__mlp", {"hidden_units": [256, 128], "family": "rnn"}, "networks.mlp.family = 'rnn': Input should be 'mlp' or 'cnn'"),
+        ("networks__mlp", {"hidden_units": [256, 128], "bias_initializer": "orthogonal"}, "orthogonal needs a matrix; a bias is a vector"),
         ("train__momentum", 1.5, "train.momentum = 1.5: Input should be less than 1"),
         ("data__name", "cifar100", "Did you mean 'cifar10'?"),
         ("data__checksums", {"a.gz": "sha1:00"}, "data.checksums.a.gz = 'sha1:00'"),
@@ -87,7 +88,7 @@ def test_unknown_initializer_suggests_the_closest_name() -> None:
          "initializers.n.distribution = 'gaussian'"),
         ("initializers__n", {"name": "random_uniform", "minval": 1, "maxval": 0}, "minval (1.0) must be below maxval"),
         ("initializers__n", {"name": "lsuv", "tolerance": 0}, "initializers.n.tolerance = 0"),
-        ("model__hidden_units", [256, 1.5], "model.hidden_units[1] = 1.5"),
+        ("networks__mlp", {"hidden_units": [256, 1.5]}, "networks.mlp.hidden_units[1] = 1.5"),
         ("study__initializers", [], "study.initializers = []"),
         ("study__seeds", [], "study.seeds = []"),
         ("study__seeds", [0, 1, 0], "repeated: 0"),
@@ -120,8 +121,8 @@ def test_the_reference_initializer_must_be_studied() -> None:
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    message = problems(train__epochs=0, model__dropout=2)
-    assert "train.epochs" in message and "model.dropout" in message
+    message = problems(train__epochs=0, networks__mlp={"hidden_units": [8], "dropout": 2})
+    assert "train.epochs" in message and "networks.mlp.dropout" in message
 
 
 def test_unreadable_yaml_is_a_params_error(tmp_path: Path) -> None:
@@ -155,9 +156,12 @@ def test_study_labels_must_be_defined_and_identity_needs_an_mlp() -> None:
     message = problems(study__initializers=["glorot_uniform", "lsvu"])
     assert "study.initializers[1] = 'lsvu': not a label under initializers" in message
     assert "Did you mean 'lsuv'?" in message
+    message = problems(study__networks=["mlp", "mlp_smal"])
+    assert "study.networks[1] = 'mlp_smal': not a label under networks" in message
+    assert "Did you mean 'mlp_small'?" in message
     raw = copy.deepcopy(DEFAULTS)
-    raw["model"]["family"] = "cnn"
-    with pytest.raises(ParamsError, match=r"identity \(identity\) needs 2-D kernels"):
+    raw["study"]["networks"] = ["mlp", "cnn_small"]
+    with pytest.raises(ParamsError, match=r"identity \(identity\) needs 2-D kernels; networks.cnn_small is a cnn"):
         parse_params(raw)
 
 
@@ -165,14 +169,34 @@ def test_study_labels_must_be_defined_and_identity_needs_an_mlp() -> None:
 def test_a_cnn_may_not_pool_its_images_away(dataset: str, most: int) -> None:
     raw = copy.deepcopy(DEFAULTS)
     raw["data"]["name"] = dataset
-    raw["model"]["family"] = "cnn"
+    raw["study"]["networks"] = ["cnn_small"]
     raw["study"]["initializers"] = [raw["analysis"]["reference"], "he_normal"]
-    raw["model"]["conv_filters"] = [8] * most
-    assert parse_params(raw).model.conv_filters == [8] * most
-    raw["model"]["conv_filters"] = [8] * (most + 1)
-    with pytest.raises(ParamsError, match=rf"model.conv_filters = \[8(, 8)*\]: each block halves the image, "
+    raw["networks"]["cnn_small"]["conv_filters"] = [8] * most
+    assert parse_params(raw).networks["cnn_small"].conv_filters == [8] * most
+    raw["networks"]["cnn_small"]["conv_filters"] = [8] * (most + 1)
+    with pytest.raises(ParamsError, match=rf"networks.cnn_small.conv_filters = \[8(, 8)*\]: each block halves the image, "
                        rf"and {dataset}'s .* allow at most {most} blocks"):
         parse_params(raw)
+
+
+def test_a_network_is_a_layer_list_or_width_times_depth_with_defaults() -> None:
+    raw = copy.deepcopy(DEFAULTS)
+    raw["networks"]["deep"] = {"hidden_units": {"width": 16, "depth": 5}, "activation": "tanh"}
+    network = parse_params(raw).networks["deep"]
+    assert network.hidden_units == [16] * 5 and network.activation == "tanh"
+    assert (network.family, network.dropout, network.batch_norm, network.bias_initializer.name) == ("mlp", 0, False, "zeros")
+    for value, message in [({"width": 16, "depth": 0}, "depth = 0: a whole number of hidden layers from 1 to 1000"),
+                           ({"width": 16}, "a list of layer sizes, or {width: <units>, depth: <layers>}"),
+                           ({"width": 0, "depth": 2}, "networks.deep.hidden_units")]:
+        assert message in problems(networks__deep={"hidden_units": value})
+    assert "conv_filters: an mlp has no convolutions" in problems(networks__deep={"hidden_units": [8], "conv_filters": [4]})
+    assert "networks.deep.activaton: unknown key" in problems(networks__deep={"hidden_units": [8], "activaton": "relu"})
+
+
+def test_probes_name_epochs_of_the_training() -> None:
+    assert "probes.epochs: 21 beyond train.epochs (20)" in problems(probes__epochs=[0, 21])
+    assert "probes.epochs = [0, -1]" in problems(probes__epochs=[0, -1])
+    assert "probes.batch_size = 0" in problems(probes__batch_size=0)
 
 
 def test_yaml_exponent_notation_is_a_number() -> None:
@@ -207,8 +231,8 @@ def test_the_bounds_themselves_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("", "params.yaml is empty; it needs the sections data, study, initializers, model, train, diagnostics, "
-             "analysis, plots: run from the project's root, or restore it with `git checkout params.yaml`"),
+        ("", "params.yaml is empty; it needs the sections data, study, initializers, networks, train, probes, "
+             "diagnostics, analysis, plots: run from the project's root, or restore it with `git checkout params.yaml`"),
         ("# nothing but a comment\n", "params.yaml is empty"),
         ("- data\n", "params.yaml holds a list, not the sections data, study, "),
         (None, "params.yaml does not exist in "),
@@ -239,8 +263,7 @@ def test_more_images_than_the_dataset_has_are_refused_all_at_once() -> None:
     assert "data.train_samples = 70000: mnist has 60,000 training images" in message
     assert "data.val_samples = 10001: mnist has 10,000 validation images" in message
     assert "cifar10 has 50,000 training images" in data_problems(
-        data={"name": "cifar10", "train_samples": 50001}, model={"family": "cnn"},
-        study={"initializers": ["glorot_uniform"]})
+        data={"name": "cifar10", "train_samples": 50001}, study={"networks": ["cnn_small"], "initializers": ["glorot_uniform"]})
 
 
 def test_no_batch_may_hold_more_images_than_training_has() -> None:

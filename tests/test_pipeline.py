@@ -16,7 +16,7 @@ import pytest
 from conftest import SMALL_STUDY
 from initstudy.workspace import Workspace
 
-TRAIN = {f"train@{i}-{s}" for i in ("zeros", "he_normal") for s in (0, 1)}
+TRAIN = {f"train@mlp-{i}-{s}" for i in ("zeros", "he_normal") for s in (0, 1)}
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +32,11 @@ def test_first_repro_runs_every_stage_with_consistent_outputs(study) -> None:
     project, ran = study
     assert ran == {"check_params", "download", "diagnose", "aggregate", "plots", "plots_init"} | TRAIN
     root = project.path
-    summary = json.loads((root / "metrics/summary.json").read_text())["initializers"]
+    summary = json.loads((root / "metrics/summary.json").read_text())["networks"]["mlp"]["initializers"]
     assert list(summary) == ["zeros", "he_normal"]
-    assert json.loads((root / "metrics/summary.json").read_text())["uniform_vs_normal"] == {}
+    assert json.loads((root / "metrics/summary.json").read_text())["networks"]["mlp"]["uniform_vs_normal"] == {}
     finals = [
-        json.loads((root / f"runs/he_normal-{s}/metrics.json").read_text())["final_val_accuracy"]
+        json.loads((root / f"runs/mlp-he_normal-{s}/metrics.json").read_text())["final_val_accuracy"]
         for s in (0, 1)
     ]
     assert summary["he_normal"]["final_val_accuracy"]["mean"] == pytest.approx(sum(finals) / 2)
@@ -47,19 +47,20 @@ def test_first_repro_runs_every_stage_with_consistent_outputs(study) -> None:
     for png in ("val_accuracy", "val_loss", "final_val_accuracy", "seeds", "uniform_vs_normal",
                 "convergence", "init_layers", "init_weights"):
         assert (root / f"plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    headline = json.loads((root / "metrics/headline.json").read_text())
+    headline = json.loads((root / "metrics/headline/mlp.json").read_text())
     assert headline == {"zeros": summary["zeros"]["final_val_accuracy"]["mean"],
-                        "he_normal": summary["he_normal"]["final_val_accuracy"]["mean"], "diverged": 0}
+                        "he_normal": summary["he_normal"]["final_val_accuracy"]["mean"]}
     shown = project.run("dvc", "metrics", "show").stdout.splitlines()
-    assert shown[0].split() == ["Path", "diverged", "he_normal", "zeros"]  # the headline only
+    assert shown[0].split() == ["Path", "he_normal", "zeros"]  # the headline only
+    assert shown[1].split()[0] == "metrics/headline/mlp.json"
     assert max(map(len, shown)) < 80
 
 
 def test_a_rerun_reproduces_every_tracked_result_byte_for_byte(study) -> None:
     """Wall-clock times live apart from the results, so retraining changes no file in git."""
     project, _ = study
-    ran = project.repro("--force", "-s", "train@he_normal-0")
-    assert ran == {"train@he_normal-0"}
+    ran = project.repro("--force", "-s", "train@mlp-he_normal-0")
+    assert ran == {"train@mlp-he_normal-0"}
     assert project.repro() == {"aggregate"}  # its outputs are unchanged, so the plots do not rerun
     assert project.run("git", "status", "--porcelain", "metrics", "plots").stdout == ""
 
@@ -81,11 +82,11 @@ def test_a_new_initializer_trains_only_its_runs(study) -> None:
     project, _ = study
     project.set_params(study={"initializers": ["zeros", "he_normal", "glorot_uniform"]})
     assert project.repro() == {
-        "check_params", "diagnose", "train@glorot_uniform-0", "train@glorot_uniform-1", "aggregate", "plots",
+        "check_params", "diagnose", "train@mlp-glorot_uniform-0", "train@mlp-glorot_uniform-1", "aggregate", "plots",
         "plots_init",
     }
     summary = json.loads((project.path / "metrics/summary.json").read_text())
-    assert "glorot_uniform" in summary["initializers"]
+    assert "glorot_uniform" in summary["networks"]["mlp"]["initializers"]
     project.commit("add glorot_uniform")
 
 
@@ -94,16 +95,16 @@ def test_more_epochs_retrain_everything_and_metrics_diff_shows_it(study) -> None
     project.set_params(train={"epochs": 2})
     ran = project.repro()
     assert {s for s in ran if s.startswith("train@")} == TRAIN | {
-        "train@glorot_uniform-0", "train@glorot_uniform-1"
+        "train@mlp-glorot_uniform-0", "train@mlp-glorot_uniform-1"
     }
     project.commit("two epochs")
     headline = json.loads(project.run("dvc", "metrics", "diff", "HEAD~1", "--json").stdout)
-    assert list(headline) == ["metrics/headline.json"]
-    he = headline["metrics/headline.json"]["he_normal"]
+    assert list(headline) == ["metrics/headline/mlp.json"]
+    he = headline["metrics/headline/mlp.json"]["he_normal"]
     assert he["old"] != he["new"] and he["diff"] == pytest.approx(he["new"] - he["old"])
     full = json.loads(project.run("dvc", "metrics", "diff", "HEAD~1", "--json",
                                   "--targets", "metrics/summary.json").stdout)
-    assert full["metrics/summary.json"]["initializers.he_normal.final_val_accuracy.mean"] == he
+    assert full["metrics/summary.json"]["networks.mlp.initializers.he_normal.final_val_accuracy.mean"] == he
 
 
 def drawn_lines(dom: str) -> dict[tuple[str, str], set[tuple[str, str]]]:
@@ -145,3 +146,19 @@ def test_plots_diff_tells_revisions_apart_and_keeps_each_initializers_colour(stu
         (old_colour, old_dash), = {style for style in lines[(name, "HEAD~1")]}
         (new_colour, new_dash), = {style for style in lines[(name, "workspace")]}
         assert old_colour == new_colour and old_dash != new_dash
+
+
+def test_a_new_network_trains_only_its_runs_and_its_own_keys_retrain_only_them(study) -> None:
+    project, _ = study
+    project.set_params(networks={"tiny": {"hidden_units": {"width": 16, "depth": 3}}},
+                       study={"networks": ["mlp", "tiny"]})
+    tiny = {f"train@tiny-{i}-{s}" for i in ("zeros", "he_normal", "glorot_uniform") for s in (0, 1)}
+    assert project.repro() == {"check_params", "diagnose", "aggregate", "plots", "plots_init"} | tiny
+    shown = project.run("dvc", "metrics", "show").stdout.splitlines()
+    assert [line.split()[0] for line in shown[1:]] == ["metrics/headline/mlp.json", "metrics/headline/tiny.json"]
+    results = (project.path / "metrics/results.md").read_text()
+    assert "### Final val accuracy on every network" in results and "### tiny" in results
+    networks = pd.read_csv(project.path / "metrics/networks.csv")
+    assert networks.groupby("network").depth.first().to_dict() == {"mlp": 2, "tiny": 3}
+    project.set_params(networks={"tiny": {"hidden_units": {"width": 16, "depth": 3}, "dropout": 0.1}})
+    assert {s for s in project.repro() if s.startswith("train@")} == tiny

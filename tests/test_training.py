@@ -36,13 +36,13 @@ def small_split(mnist_dir: Path):
 def test_same_seed_gives_bit_identical_results(small_split, tmp_path: Path) -> None:
     params = small_params(tmp_path)
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
-        train_run(small_split, 10, params, "he_normal", seed, tmp_path / name)
+        train_run(small_split, 10, params, "mlp", "he_normal", seed, tmp_path / name)
     assert results(tmp_path / "a") == results(tmp_path / "b")
     assert results(tmp_path / "c")[0] != results(tmp_path / "a")[0]  # the seed matters
 
 
 def test_run_writes_history_model_and_metrics(small_split, tmp_path: Path) -> None:
-    metrics = train_run(small_split, 10, small_params(tmp_path), "glorot_uniform", 0, tmp_path / "run")
+    metrics = train_run(small_split, 10, small_params(tmp_path), "mlp", "glorot_uniform", 0, tmp_path / "run")
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert list(history.columns) == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
     assert len(history) == 2
@@ -57,13 +57,27 @@ def test_run_writes_history_model_and_metrics(small_split, tmp_path: Path) -> No
     assert model.count_params() == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
 
 
+def test_probes_measure_every_layer_at_the_listed_epochs_and_change_no_result(small_split, tmp_path: Path) -> None:
+    params = small_params(tmp_path)
+    train_run(small_split, 10, params, "mlp", "he_normal", 0, tmp_path / "plain")
+    probed = params.model_copy(update={"probes": params.probes.model_copy(update={"epochs": [0, 2], "batch_size": 64})})
+    train_run(small_split, 10, probed, "mlp", "he_normal", 0, tmp_path / "probed")
+    assert results(tmp_path / "plain") == results(tmp_path / "probed")
+    assert not (tmp_path / "plain" / "probes.csv").exists()
+    table = pd.read_csv(tmp_path / "probed" / "probes.csv")
+    assert table.groupby("epoch").layer.apply(list).to_dict() == {0: [1, 2, 3], 2: [1, 2, 3]}
+    assert (table.gradient_norm > 0).all()
+    at_init, trained = (table[table.epoch == e].set_index("layer") for e in (0, 2))
+    assert not np.allclose(at_init.gradient_norm, trained.gradient_norm)  # the weights of that moment
+
+
 def test_zeros_learns_only_the_output_bias_and_predicts_the_commonest_digit(
     mnist_dir: Path, tmp_path: Path
 ) -> None:
     """Zero kernels block every gradient but the output bias: the net predicts digit 1 always."""
     split = load_split("mnist", mnist_dir)
     params = small_params(tmp_path, epochs=1)
-    metrics = train_run(split, 10, params, "zeros", 0, tmp_path / "zeros")
+    metrics = train_run(split, 10, params, "mlp", "zeros", 0, tmp_path / "zeros")
     assert metrics["final_val_accuracy"] == pytest.approx(1135 / 10000, abs=1e-7)
     model = keras.saving.load_model(tmp_path / "zeros" / "model.keras")
     dense = [layer for layer in model.layers if hasattr(layer, "kernel")]
@@ -82,7 +96,7 @@ def test_an_infinite_validation_loss_is_a_divergence_too() -> None:
 
 def test_a_diverging_run_is_recorded_as_diverged(small_split, tmp_path: Path) -> None:
     params = small_params(tmp_path, optimizer="sgd", learning_rate=1e38, epochs=5)
-    metrics = train_run(small_split, 10, params, "ones", 0, tmp_path / "ones")
+    metrics = train_run(small_split, 10, params, "mlp", "ones", 0, tmp_path / "ones")
     assert metrics["diverged"] is True
     assert metrics["epochs_completed"] < 5  # stopped early by TerminateOnNaN
     text = (tmp_path / "ones" / "metrics.json").read_text()
@@ -95,7 +109,7 @@ def test_train_stage_is_reproducible_on_each_backend(mnist_dir: Path, tmp_path: 
     write_params(tmp_path, data={"train_samples": 1000, "val_samples": 300},
                  train={"epochs": 1, "backend": backend})
     for name in ("a", "b"):
-        result = run_stage(tmp_path, "train", "--initializer", "lecun_uniform", "--seed", "3",
+        result = run_stage(tmp_path, "train", "--network", "mlp", "--initializer", "lecun_uniform", "--seed", "3",
                            "--data", str(mnist_dir), "--out", name)
         assert result.returncode == 0, result.stderr
     assert results(tmp_path / "a") == results(tmp_path / "b")
@@ -108,7 +122,7 @@ def test_a_jax_train_stage_never_imports_tensorflow(mnist_dir: Path, tmp_path: P
     probe = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
              "print('imported:', sorted(m for m in ('tensorflow', 'jax') if sys.modules.get(m)))")
     result = subprocess.run(
-        [sys.executable, "-c", probe, str(ROOT / "src/stages/train.py"), "--initializer", "he_normal",
+        [sys.executable, "-c", probe, str(ROOT / "src/stages/train.py"), "--network", "mlp", "--initializer", "he_normal",
          "--seed", "0", "--data", str(mnist_dir), "--out", "run"],
         cwd=tmp_path, env=command_env(tmp_path), capture_output=True, text=True, timeout=600,
     )
@@ -122,7 +136,7 @@ def test_backends_differ_in_random_streams_only(mnist_dir: Path, tmp_path: Path)
     for backend in ("tensorflow", "jax"):
         folder = write_params(tmp_path / backend, data={"train_samples": 2000, "val_samples": 500},
                               train={"epochs": 2, "backend": backend})
-        result = run_stage(folder, "train", "--initializer", "he_normal", "--seed", "0",
+        result = run_stage(folder, "train", "--network", "mlp", "--initializer", "he_normal", "--seed", "0",
                            "--data", str(mnist_dir), "--out", "run")
         assert result.returncode == 0, result.stderr
         metrics[backend] = json.loads((folder / "run" / "metrics.json").read_text())
@@ -134,7 +148,7 @@ def test_backends_differ_in_random_streams_only(mnist_dir: Path, tmp_path: Path)
 
 def test_sgd_momentum_and_nesterov_reach_the_optimizer_of_an_lsuv_run(small_split, tmp_path: Path) -> None:
     params = small_params(tmp_path, optimizer="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, epochs=1)
-    metrics = train_run(small_split, 10, params, "lsuv", 0, tmp_path / "run")
+    metrics = train_run(small_split, 10, params, "mlp", "lsuv", 0, tmp_path / "run")
     optimizer = keras.saving.load_model(tmp_path / "run" / "model.keras").optimizer
     assert (type(optimizer).__name__, optimizer.momentum, optimizer.nesterov) == ("SGD", 0.9, True)
     assert metrics["initializer"] == "lsuv" and metrics["final_val_accuracy"] > 0.5

@@ -1,4 +1,5 @@
-"""Gather every run of a study into per-initializer statistics, analyses and tables."""
+"""Gather every run of a study into statistics, analyses and tables per (network, initializer),
+and comparisons across networks."""
 
 from __future__ import annotations
 
@@ -13,17 +14,24 @@ import pandas as pd
 from scipy import stats
 
 from initstudy.errors import StudyError
+from initstudy.params import ModelParams
 
 SUMMARY_METRICS = ("final_val_accuracy", "best_val_accuracy", "final_val_loss")
 STATISTICS = ("mean", "std", "min", "max")
-EPOCH_COLUMNS = ["initializer", "seed", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+RUN_KEYS = ["network", "initializer", "seed"]
+EPOCH_COLUMNS = [*RUN_KEYS, "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 FAMILIES = ("glorot", "he", "lecun", "random")
 INIT_MEASURES = ["activation_mean", "activation_std", "inactive_fraction", "gradient_norm"]
 
 
-def run_name(initializer: str, seed: int) -> str:
+def run_name(network: str, initializer: str, seed: int) -> str:
     """The folder of one run under runs/, as DVC's matrix names it (`${key}`)."""
-    return f"{initializer}-{seed}"
+    return f"{network}-{initializer}-{seed}"
+
+
+def study_runs(networks: list[str], initializers: list[str], seeds: list[int]) -> list[tuple[str, str, int]]:
+    """Every (network, initializer, seed) of a study, in the order of DVC's matrix."""
+    return [(n, i, s) for n in networks for i in initializers for s in seeds]
 
 
 def check_run(run: Path) -> None:
@@ -69,43 +77,47 @@ def check_run(run: Path) -> None:
             raise damaged(f"its last {name} is {logged} in history.csv but {final} in metrics.json")
 
 
-def load_runs(
-    runs_dir: Path, initializers: list[str], seeds: list[int]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_runs(runs_dir: Path, runs: list[tuple[str, str, int]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each run's metrics (a row per run) and history (a row per run and epoch, 1-based)."""
-    runs, epochs = [], []
-    for initializer in initializers:
-        for seed in seeds:
-            run = runs_dir / run_name(initializer, seed)
-            try:
-                check_run(run)
-                runs.append(json.loads((run / "metrics.json").read_text()))
-                history = pd.read_csv(run / "history.csv")
-            except FileNotFoundError as exc:
-                raise StudyError(f"{exc.filename} is missing: run `dvc repro` to train it") from None
-            epochs.append(history.assign(initializer=initializer, seed=seed, epoch=history.epoch + 1))
-    return pd.DataFrame(runs), pd.concat(epochs, ignore_index=True)[EPOCH_COLUMNS]
+    metrics, epochs = [], []
+    for network, initializer, seed in runs:
+        run = runs_dir / run_name(network, initializer, seed)
+        try:
+            check_run(run)
+            metrics.append(json.loads((run / "metrics.json").read_text()))
+            history = pd.read_csv(run / "history.csv")
+        except FileNotFoundError as exc:
+            raise StudyError(f"{exc.filename} is missing: run `dvc repro` to train it") from None
+        epochs.append(history.assign(network=network, initializer=initializer, seed=seed, epoch=history.epoch + 1))
+    return pd.DataFrame(metrics), pd.concat(epochs, ignore_index=True)[EPOCH_COLUMNS]
 
 
-def load_timings(runs_dir: Path, initializers: list[str], seeds: list[int]) -> pd.DataFrame:
+def load_tables(runs_dir: Path, runs: list[tuple[str, str, int]], name: str) -> pd.DataFrame:
+    """Every run's table `name` (e.g. probes.csv), its run's keys in front; empty if none has one."""
+    tables = [pd.read_csv(path).assign(**dict(zip(RUN_KEYS, run)))
+              for run in runs if (path := runs_dir / run_name(*run) / name).exists()]
+    if not tables:
+        return pd.DataFrame(columns=RUN_KEYS)
+    table = pd.concat(tables, ignore_index=True)
+    return table[RUN_KEYS + [c for c in table if c not in RUN_KEYS]]
+
+
+def load_timings(runs_dir: Path, runs: list[tuple[str, str, int]]) -> pd.DataFrame:
     """Each run's wall time per epoch (a row per run and epoch, 1-based), kept apart from the results."""
     rows = []
-    for initializer in initializers:
-        for seed in seeds:
-            timing = json.loads((runs_dir / run_name(initializer, seed) / "timing.json").read_text())
-            rows += [{"initializer": initializer, "seed": seed, "epoch": epoch, "seconds": seconds}
-                     for epoch, seconds in enumerate(timing["epoch_seconds"], start=1)]
-    return pd.DataFrame(rows, columns=["initializer", "seed", "epoch", "seconds"])
+    for network, initializer, seed in runs:
+        timing = json.loads((runs_dir / run_name(network, initializer, seed) / "timing.json").read_text())
+        rows += [{"network": network, "initializer": initializer, "seed": seed, "epoch": epoch, "seconds": seconds}
+                 for epoch, seconds in enumerate(timing["epoch_seconds"], start=1)]
+    return pd.DataFrame(rows, columns=[*RUN_KEYS, "epoch", "seconds"])
 
 
-def headline(summary: dict[str, Any]) -> dict[str, Any]:
-    """The study at a glance, with short keys for `dvc metrics show` and `dvc exp show`: each
-    initializer's mean final validation accuracy (absent if all its runs diverged) and the
-    number of runs that diverged."""
-    entries = summary["initializers"]
-    return {name: e["final_val_accuracy"]["mean"] for name, e in entries.items() if "final_val_accuracy" in e} | {
-        "diverged": sum(e["diverged"] for e in entries.values())
-    }
+def headline(summary: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """The study at a glance, a file per network for `dvc metrics show` (a row per network)
+    and `dvc exp show` (with one network, a column per initializer): each initializer's mean
+    final validation accuracy, null if all its runs diverged."""
+    return {network: {name: e.get("final_val_accuracy", {}).get("mean") for name, e in entry["initializers"].items()}
+            for network, entry in summary["networks"].items()}
 
 
 def analyze_runs(runs: pd.DataFrame, epochs: pd.DataFrame, target: float) -> pd.DataFrame:
@@ -117,10 +129,11 @@ def analyze_runs(runs: pd.DataFrame, epochs: pd.DataFrame, target: float) -> pd.
     accuracy_gap: final train − val accuracy; loss_gap: final val − train loss.
     """
     rows = []
-    for (initializer, seed), run in epochs.sort_values("epoch").groupby(["initializer", "seed"]):
+    for (network, initializer, seed), run in epochs.sort_values("epoch").groupby(RUN_KEYS):
         reached = run.val_accuracy >= target
         last = run.iloc[-1]
         rows.append({
+            "network": network,
             "initializer": initializer,
             "seed": seed,
             "epochs_to_target": run.epoch[reached].min(),
@@ -129,13 +142,12 @@ def analyze_runs(runs: pd.DataFrame, epochs: pd.DataFrame, target: float) -> pd.
             "accuracy_gap": last.accuracy - last.val_accuracy,
             "loss_gap": last.val_loss - last.loss,
         })
-    return runs.merge(pd.DataFrame(rows), on=["initializer", "seed"], how="left")
+    return runs.merge(pd.DataFrame(rows), on=RUN_KEYS, how="left")
 
 
 def converged_epochs(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     """The per-epoch rows of the runs that did not diverge."""
-    converged = runs.loc[~runs.diverged.astype(bool), ["initializer", "seed"]]
-    return epochs.merge(converged, on=["initializer", "seed"])
+    return epochs.merge(runs.loc[~runs.diverged.astype(bool), RUN_KEYS], on=RUN_KEYS)
 
 
 def welch(a: pd.Series, b: pd.Series) -> dict[str, float]:
@@ -219,6 +231,54 @@ def summarize(
     return {"initializers": _finite(summary), "uniform_vs_normal": _finite(families)}
 
 
+def _adjust_p_values(summary: dict[str, Any]) -> None:
+    """Beside every p-value of the study (each initializer against the reference, each
+    uniform/normal pair, in every network), its Benjamini–Hochberg adjusted value: the
+    tests are many, and the adjustment keeps the expected share of false discoveries at
+    the level one reads the p-values at."""
+    tests = [test for network in summary["networks"].values()
+             for test in [e["vs_reference"] for e in network["initializers"].values() if "vs_reference" in e]
+             + list(network["uniform_vs_normal"].values()) if "p_value" in test]
+    if tests:
+        adjusted = stats.false_discovery_control([test["p_value"] for test in tests], method="bh")
+        for test, p in zip(tests, adjusted):
+            test["p_adjusted"] = float(p)
+
+
+def summarize_study(
+    runs: pd.DataFrame, epochs: pd.DataFrame, networks: list[str], initializers: list[str], reference: str,
+    init_layers: pd.DataFrame,
+) -> dict[str, Any]:
+    """summarize() for each network of the study, with Benjamini–Hochberg adjusted p-values."""
+    summary = {"networks": {
+        network: summarize(runs[runs.network == network], epochs[epochs.network == network], initializers,
+                           reference, init_layers[init_layers.network == network])
+        for network in networks
+    }}
+    _adjust_p_values(summary)
+    return summary
+
+
+def across_networks(runs: pd.DataFrame, networks: dict[str, ModelParams]) -> pd.DataFrame:
+    """A row per (network, initializer): the network's activation and depth (its hidden Dense
+    layers), runs, diverged runs, the final val accuracy's mean and 95% confidence interval,
+    and the epochs to the target of the runs that reached it."""
+    rows = []
+    for (network, initializer), group in runs.groupby(["network", "initializer"], sort=False):
+        converged = group[~group.diverged.astype(bool)]
+        final = _statistics(converged.final_val_accuracy) if len(converged) else {}
+        rows.append({
+            "network": network, "activation": networks[network].activation,
+            "depth": len(networks[network].hidden_units), "initializer": initializer,
+            "runs": len(group), "diverged": int(group.diverged.astype(bool).sum()),
+            "final_val_accuracy": final.get("mean", math.nan),
+            "ci95_low": final.get("ci95_low", math.nan), "ci95_high": final.get("ci95_high", math.nan),
+            "epochs_to_target": converged.epochs_to_target.mean(),
+            "reached_target": int(converged.epochs_to_target.notna().sum()),
+        })
+    return pd.DataFrame(rows)
+
+
 def _mean_std(stats_: dict[str, float], digits: int = 4) -> str:
     if "mean" not in stats_:
         return "–"
@@ -234,6 +294,11 @@ def _p(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}" if value >= 0.001 else "<0.001"
 
 
+def _p_pair(test: dict[str, float]) -> str:
+    """Raw and Benjamini–Hochberg adjusted p-value."""
+    return f"{_p(test.get('p_value'))}, adj. {_p(test.get('p_adjusted'))}"
+
+
 def _ranking_row(name: str, entry: dict[str, Any], reference: str) -> dict[str, Any]:
     final = entry.get("final_val_accuracy", {})
     versus = entry.get("vs_reference")
@@ -242,7 +307,7 @@ def _ranking_row(name: str, entry: dict[str, Any], reference: str) -> dict[str, 
         "initializer": name,
         "final val accuracy": _mean_std(final),
         "95% CI": f"{final['ci95_low']:.4f}–{final['ci95_high']:.4f}" if "ci95_low" in final else "–",
-        f"vs {reference} (p)": f"{versus['difference']:+.4f} ({_p(versus.get('p_value'))})" if versus else "–",
+        f"vs {reference} (p, BH-adjusted p)": f"{versus['difference']:+.4f} ({_p_pair(versus)})" if versus else "–",
         "best val accuracy": _mean_std(entry.get("best_val_accuracy", {})),
         "final val loss": _mean_std(entry.get("final_val_loss", {})),
         "runs": entry["runs"],
@@ -267,21 +332,45 @@ def _dynamics_row(name: str, entry: dict[str, Any], target: float) -> dict[str, 
     }
 
 
-def results_table(summary: dict[str, Any], target: float, reference: str) -> str:
-    """The summary as markdown tables, best initializer first."""
+def _network_tables(summary: dict[str, Any], target: float, reference: str, level: str) -> str:
+    """One network's summary as markdown tables, best initializer first."""
     entries = sorted(summary["initializers"].items(), key=lambda kv: kv[1].get("rank", math.inf))
     ranking = pd.DataFrame([_ranking_row(name, e, reference) for name, e in entries])
     dynamics = pd.DataFrame([_dynamics_row(name, e, target) for name, e in entries])
     families = pd.DataFrame([
         {"family": family, "uniform": _number(f["uniform"]), "normal": _number(f["normal"]),
-         "normal − uniform": f"{f['difference']:+.4f}", "p (Welch)": _p(f.get("p_value"))}
+         "normal − uniform": f"{f['difference']:+.4f}", "p (Welch), BH-adjusted": _p_pair(f)}
         for family, f in summary["uniform_vs_normal"].items()
     ])
     parts = [
-        "### Final accuracy\n", ranking.to_markdown(index=False),
-        f"\n\n### Convergence, stability, generalization (target val accuracy {target:g})\n",
+        f"{level} Final accuracy\n", ranking.to_markdown(index=False),
+        f"\n\n{level} Convergence, stability, generalization (target val accuracy {target:g})\n",
         dynamics.to_markdown(index=False),
     ]
     if len(families):
-        parts += ["\n\n### Uniform vs normal (final val accuracy)\n", families.to_markdown(index=False)]
+        parts += [f"\n\n{level} Uniform vs normal (final val accuracy)\n", families.to_markdown(index=False)]
     return "".join(parts) + "\n"
+
+
+def _depth_table(table: pd.DataFrame) -> str:
+    """Final val accuracy (95% CI) per initializer (rows) and network (columns, by activation and depth)."""
+    cells = table.assign(cell=[
+        "diverged" if math.isnan(r.final_val_accuracy) else
+        f"{r.final_val_accuracy:.3f}" + ("" if math.isnan(r.ci95_low) else f" ({r.ci95_low:.3f}–{r.ci95_high:.3f})")
+        + (f", {r.diverged} diverged" if r.diverged else "")
+        for r in table.itertuples()])
+    order = table.sort_values(["activation", "depth"]).network.unique()
+    return cells.pivot(index="initializer", columns="network", values="cell")[order].to_markdown()
+
+
+def results_table(summary: dict[str, Any], networks: pd.DataFrame, target: float, reference: str) -> str:
+    """The summary as markdown: per network the ranking and analyses; with several networks,
+    first the final accuracy of every initializer on every network. p-values are Welch's,
+    adjusted by Benjamini–Hochberg over all the tests of the study."""
+    per_network = summary["networks"]
+    if len(per_network) == 1:
+        return _network_tables(next(iter(per_network.values())), target, reference, "###")
+    parts = ["### Final val accuracy on every network (mean over seeds, 95% CI)\n", _depth_table(networks), "\n"]
+    for network, entry in per_network.items():
+        parts += [f"\n### {network}\n\n", _network_tables(entry, target, reference, "####")]
+    return "".join(parts)

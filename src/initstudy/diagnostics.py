@@ -1,12 +1,15 @@
-"""The textbook criteria of a good initialization, measured on the network before training.
+"""The textbook criteria of a good initialization, measured on the network at any time.
 
 For one batch of training data: per Dense or Conv2D layer, the mean and std of its outputs,
 the fraction of inactive units (ReLU-like units or channels that never fire on the batch,
 or tanh and sigmoid outputs in their flat tails), the norm of the loss gradient with
-respect to its kernel, and a histogram of its initial weights.
+respect to its kernel; at initialization also a histogram of its weights and the output
+std the variance argument predicts (initstudy.theory).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -16,32 +19,41 @@ from initstudy.datasets import Split
 from initstudy.initialization import initial_model
 from initstudy.models import kernel_layers, study_loss
 from initstudy.params import InitSpec, ModelParams
+from initstudy.theory import predicted_std
 
 SATURATING = {"tanh": 0.99, "sigmoid": 0.99}  # |tanh| or |2·sigmoid − 1| beyond this is flat
 HISTOGRAM_BINS = 40
+MEASURES = ["activation_mean", "activation_std", "inactive_fraction", "gradient_norm"]
 
 
-def kernel_gradients(model: keras.Model, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
-    """Gradient of the mean cross-entropy on (x, y) with respect to each kernel, dropout off."""
+def _compiled_probe(probe: keras.Model) -> Callable[[np.ndarray, np.ndarray], tuple[list, list]]:
+    """One compiled function of the batch: every kernel layer's outputs (dropout off) and the
+    loss gradient w.r.t. every trainable variable, read from the variables' current values."""
     loss_fn = study_loss()
-    variables = model.trainable_variables
     if keras.backend.backend() == "jax":
         import jax
 
-        frozen = [v.value for v in model.non_trainable_variables]
+        def run(trainable: list, frozen: list, x: np.ndarray, y: np.ndarray) -> tuple[list, list]:
+            def loss(values: list) -> tuple:
+                outputs, _ = probe.stateless_call(values, frozen, x, training=False)
+                return loss_fn(y, outputs[-1]), outputs
 
-        def loss(values: list) -> float:
-            predictions, _ = model.stateless_call(values, frozen, x, training=False)
-            return loss_fn(y, predictions)
+            (_, outputs), grads = jax.value_and_grad(loss, has_aux=True)(trainable)
+            return outputs, grads
 
-        grads = jax.grad(loss)([v.value for v in variables])
-    else:
-        import tensorflow as tf
+        compiled = jax.jit(run)
+        return lambda x, y: compiled([v.value for v in probe.trainable_variables],
+                                     [v.value for v in probe.non_trainable_variables], x, y)
+    import tensorflow as tf
 
+    @tf.function
+    def run_tf(x: tf.Tensor, y: tf.Tensor) -> tuple[list, list]:
         with tf.GradientTape() as tape:
-            value = loss_fn(y, model(x, training=False))
-        grads = tape.gradient(value, variables)
-    return [np.asarray(g) for v, g in zip(variables, grads) if v.path.endswith("kernel")]
+            outputs = probe(x, training=False)
+            value = loss_fn(y, outputs[-1])
+        return outputs, tape.gradient(value, probe.trainable_variables)
+
+    return run_tf
 
 
 def _inactive_fraction(outputs: np.ndarray, activation: str) -> float:
@@ -52,25 +64,48 @@ def _inactive_fraction(outputs: np.ndarray, activation: str) -> float:
     return float(np.mean(per_unit.max(axis=0) <= 0))  # units silent on every sample
 
 
+class LayerProbe:
+    """The per-layer measures of `model` on the batch (x, y), compiled once: call it at
+    initialization and again as training goes on, for the weights of that moment."""
+
+    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, activation: str) -> None:
+        self.layers = kernel_layers(model)
+        self.probe = keras.Model(model.inputs, [layer.output for layer in self.layers])
+        self.run = _compiled_probe(self.probe)
+        self.x, self.y, self.activation = x, y, activation
+
+    def __call__(self) -> pd.DataFrame:
+        """A row per kernel layer: output mean and std, inactive fraction, kernel gradient norm."""
+        outputs, grads = self.run(self.x, self.y)
+        kernels = [np.asarray(g) for v, g in zip(self.probe.trainable_variables, grads) if v.path.endswith("kernel")]
+        rows = []
+        for index, (layer, out, grad) in enumerate(zip(self.layers, outputs, kernels), start=1):
+            out = np.asarray(out)
+            rows.append({
+                "layer": index,
+                "units": layer.units if isinstance(layer, keras.layers.Dense) else layer.filters,
+                "activation_mean": float(out.mean()),
+                "activation_std": float(out.std()),
+                "inactive_fraction": _inactive_fraction(out, self.activation) if index < len(self.layers)
+                else float("nan"),
+                "gradient_norm": float(np.linalg.norm(grad)),
+            })
+        return pd.DataFrame(rows)
+
+
 def layer_report(model: keras.Model, x: np.ndarray, y: np.ndarray, activation: str) -> pd.DataFrame:
-    """A row per kernel layer: output mean and std, inactive fraction, kernel gradient norm, weight std."""
-    layers = kernel_layers(model)
-    probe = keras.Model(model.inputs, [layer.output for layer in layers])
-    outputs = [np.asarray(o) for o in probe([x], training=False)]
-    gradients = kernel_gradients(model, x, y)
-    rows = []
-    for index, (layer, out, grad) in enumerate(zip(layers, outputs, gradients), start=1):
-        hidden = index < len(layers)
-        rows.append({
-            "layer": index,
-            "units": layer.units if isinstance(layer, keras.layers.Dense) else layer.filters,
-            "activation_mean": float(out.mean()),
-            "activation_std": float(out.std()),
-            "inactive_fraction": _inactive_fraction(out, activation) if hidden else float("nan"),
-            "gradient_norm": float(np.linalg.norm(grad)),
-            "weight_std": float(np.asarray(layer.kernel).std()),
-        })
-    return pd.DataFrame(rows)
+    """The probe's rows at initialization, with each kernel's weight std and, for an mlp,
+    the output std that the variance argument predicts from the input and the kernels."""
+    report = LayerProbe(model, x, y, activation)()
+    kernels = [np.asarray(layer.kernel) for layer in kernel_layers(model)]
+    report["weight_std"] = [float(k.std()) for k in kernels]
+    if all(k.ndim == 2 for k in kernels):
+        report["predicted_std"] = predicted_std(
+            float(np.mean(np.square(x, dtype=np.float64))), [k.shape[0] for k in kernels],
+            [float(np.mean(np.square(k, dtype=np.float64))) for k in kernels], activation)
+    else:  # pooling and batch norm are outside the argument
+        report["predicted_std"] = float("nan")
+    return report
 
 
 def weight_histograms(model: keras.Model) -> pd.DataFrame:
@@ -85,22 +120,23 @@ def weight_histograms(model: keras.Model) -> pd.DataFrame:
 
 
 def diagnose_study(
-    split: Split, n_classes: int, model: ModelParams, initializers: dict[str, InitSpec],
+    split: Split, n_classes: int, networks: dict[str, ModelParams], initializers: dict[str, InitSpec],
     seeds: list[int], batch: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Layer reports of every (initializer label, seed) on the first `batch` training samples,
-    and the weight histograms of each initializer's first seed."""
+    """Layer reports of every (network, initializer, seed) on the first `batch` training
+    samples, and the weight histograms of each (network, initializer)'s first seed."""
     x, y = split.x_train[:batch], split.y_train[:batch]
     layers, histograms = [], []
-    for initializer, spec in initializers.items():
-        for seed in seeds:
-            network = initial_model(split, n_classes, model, spec, seed)
-            report = layer_report(network, x, y, model.activation)
-            report.insert(0, "seed", seed)
-            report.insert(0, "initializer", initializer)
-            layers.append(report)
-            if seed == seeds[0]:
-                histogram = weight_histograms(network)
-                histogram.insert(0, "initializer", initializer)
-                histograms.append(histogram)
-    return pd.concat(layers, ignore_index=True), pd.concat(histograms, ignore_index=True)
+    for network, model in networks.items():
+        for initializer, spec in initializers.items():
+            for seed in seeds:
+                built = initial_model(split, n_classes, model, spec, seed)
+                report = layer_report(built, x, y, model.activation)
+                layers.append(report.assign(network=network, initializer=initializer, seed=seed))
+                if seed == seeds[0]:
+                    histograms.append(weight_histograms(built).assign(network=network, initializer=initializer))
+    first = ["network", "initializer", "seed"]
+    layers_table = pd.concat(layers, ignore_index=True)
+    histogram_table = pd.concat(histograms, ignore_index=True)
+    return (layers_table[first + [c for c in layers_table if c not in first]],
+            histogram_table[first[:2] + [c for c in histogram_table if c not in first]])

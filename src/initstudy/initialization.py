@@ -12,12 +12,17 @@ import math
 
 import keras
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from initstudy.datasets import Split
 from initstudy.errors import StudyError
 from initstudy.models import build_model, kernel_layers
 from initstudy.params import InitSpec, LSUVInit, ModelParams
+
+# The BLAS libraries loaded with Keras (NumPy's and SciPy's OpenBLAS, whose LAPACK the
+# backends' QR calls), found once at import: finding them walks the loaded libraries
+# through a ctypes callback, where a signal such as SIGTERM would be lost.
+BLAS = ThreadpoolController()
 
 
 def pre_activation_variance(model: keras.Model, layer: keras.layers.Layer, x: np.ndarray) -> float:
@@ -52,7 +57,7 @@ def initial_model(split: Split, n_classes: int, model: ModelParams, spec: InitSp
     count, so the same seed would otherwise give other weights on a machine with other cores.
     """
     keras.utils.set_random_seed(seed)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with BLAS.limit(limits=1, user_api="blas"):
         network = build_model(split.x_train.shape[1:], n_classes, model, spec)
     if isinstance(spec, LSUVInit):
         lsuv(network, split.x_train[: spec.batch_size], spec)

@@ -35,10 +35,10 @@ def build_model(
 ) -> keras.Model:
     """The study's network; every Dense and Conv2D kernel gets a fresh initializer from `kernel`.
 
-    mlp: Flatten → (Dense → Dropout) per hidden size → Dense with one logit per class
-    (the softmax is in `study_loss`).
-    cnn: (Conv2D 3×3 → BatchNormalization → MaxPooling 2×2 → Dropout) per conv filter count,
-    then the mlp's layers.
+    mlp: Flatten → (Dense → BatchNormalization if batch_norm → Dropout if dropout) per hidden
+    size → Dense with one logit per class (the softmax is in `study_loss`).
+    cnn: (Conv2D 3×3 → BatchNormalization if batch_norm → MaxPooling 2×2 → Dropout) per conv
+    filter count, then Flatten → (Dense → Dropout) per hidden size → the logits.
     """
 
     def initializers() -> dict[str, keras.initializers.Initializer]:
@@ -58,6 +58,8 @@ def build_model(
     layers.append(keras.layers.Flatten())
     for units in params.hidden_units:
         layers.append(keras.layers.Dense(units, activation=params.activation, **initializers()))
+        if params.batch_norm and params.family == "mlp":
+            layers.append(keras.layers.BatchNormalization())
         if params.dropout:
             layers.append(keras.layers.Dropout(params.dropout))
     layers.append(keras.layers.Dense(n_classes, **initializers()))

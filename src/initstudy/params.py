@@ -44,10 +44,12 @@ MAX_COUNT = 2**31 - 1
 # Initial weights beyond ±1e4 have no use in a study whose most extreme initializer is
 # `ones`; from about 1.3e5 on, float32 cannot even bin a constant kernel's histogram.
 MAX_WEIGHT = 1e4
+# Deeper than this, a network compiles for minutes and vanishes under any initializer.
+MAX_DEPTH = 1000
 # Fewer images than this make a statistic too coarse to compare initializers: an accuracy
 # then moves in steps of more than 0.01, while the default study's initializers differ by less.
 FEW_IMAGES = 100
-SECTIONS = ("data", "study", "initializers", "model", "train", "diagnostics", "analysis", "plots")
+SECTIONS = ("data", "study", "initializers", "networks", "train", "probes", "diagnostics", "analysis", "plots")
 
 
 class ParamsError(StudyError):
@@ -180,10 +182,11 @@ def _unique(values: list[Any]) -> list[Any]:
 
 
 class StudyParams(_Section):
+    networks: list[str] = Field(min_length=1)
     initializers: list[str] = Field(min_length=1)
     seeds: list[StrictInt] = Field(min_length=1)
 
-    _unique_initializers = field_validator("initializers")(_unique)
+    _unique_labels = field_validator("networks", "initializers")(_unique)
 
     @field_validator("seeds")
     @classmethod
@@ -197,14 +200,28 @@ class StudyParams(_Section):
         return _unique(seeds)
 
 
+def _stack(value: Any) -> Any:
+    """`{width: w, depth: d}` stands for d hidden layers of w units."""
+    if not isinstance(value, dict):
+        return value
+    if set(value) != {"width", "depth"}:
+        raise ValueError(f"a list of layer sizes, or {{width: <units>, depth: <layers>}}; not {value}")
+    width, depth = TypeAdapter(Count).validate_python(value["width"]), value["depth"]
+    if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= MAX_DEPTH:
+        raise ValueError(f"depth = {depth!r}: a whole number of hidden layers from 1 to {MAX_DEPTH}")
+    return [width] * depth
+
+
 class ModelParams(_Section):
-    hidden_units: list[Count] = Field(min_length=1)
-    activation: Literal["relu", "tanh", "sigmoid", "selu", "elu", "gelu"]
-    dropout: Real = Field(ge=0, lt=1)
-    bias_initializer: InitSpec
-    family: Literal["mlp", "cnn"]
-    conv_filters: list[Count]
-    batch_norm: StrictBool
+    """One network of the catalogue: a complete architecture."""
+
+    family: Literal["mlp", "cnn"] = "mlp"
+    conv_filters: list[Count] = []
+    hidden_units: Annotated[list[Count], BeforeValidator(_stack)] = Field(min_length=1)
+    activation: Literal["relu", "tanh", "sigmoid", "selu", "elu", "gelu"] = "relu"
+    dropout: Real = Field(0.0, ge=0, lt=1)
+    batch_norm: StrictBool = False
+    bias_initializer: InitSpec = Field("zeros", validate_default=True)
 
     @field_validator("bias_initializer", mode="before")
     @classmethod
@@ -219,9 +236,11 @@ class ModelParams(_Section):
         return spec
 
     @model_validator(mode="after")
-    def _cnn_has_convolutions(self) -> ModelParams:
+    def _convolutions_make_a_cnn(self) -> ModelParams:
         if self.family == "cnn" and not self.conv_filters:
-            raise ValueError("model.conv_filters: a cnn needs at least one convolution block")
+            raise ValueError("conv_filters: a cnn needs at least one convolution block")
+        if self.family == "mlp" and self.conv_filters:
+            raise ValueError("conv_filters: an mlp has no convolutions; set family: cnn, or remove conv_filters")
         return self
 
 
@@ -254,6 +273,20 @@ class DiagnosticsParams(_Section):
     batch_size: Count
 
 
+class ProbeParams(_Section):
+    """The per-layer measures taken during training, at the end of each listed epoch (0: at init)."""
+
+    epochs: list[StrictInt]
+    batch_size: Count
+
+    @field_validator("epochs")
+    @classmethod
+    def _epochs(cls, epochs: list[int]) -> list[int]:
+        if any(e < 0 for e in epochs):
+            raise ValueError("epochs are 0 (before training) or the number of an epoch, from 1")
+        return _unique(epochs)
+
+
 class AnalysisParams(_Section):
     target_accuracy: Real = Field(gt=0, le=1)
     reference: str
@@ -263,13 +296,14 @@ class Params(_Section):
     data: DataParams
     study: StudyParams
     initializers: dict[str, InitSpec] = Field(min_length=1)
-    model: ModelParams
+    networks: dict[str, ModelParams] = Field(min_length=1)
     train: TrainParams
+    probes: ProbeParams
     diagnostics: DiagnosticsParams
     analysis: AnalysisParams
     plots: PlotParams
 
-    @field_validator("initializers", mode="before")
+    @field_validator("initializers", "networks", mode="before")
     @classmethod
     def _labels(cls, catalogue: Any) -> Any:
         if not isinstance(catalogue, dict):
@@ -280,32 +314,48 @@ class Params(_Section):
                 f"labels may hold only letters, digits and '_' (they name stages, "
                 f"folders and params keys): {', '.join(bad)}"
             )
+        return catalogue
+
+    @field_validator("initializers", mode="before")
+    @classmethod
+    def _initializer_names(cls, catalogue: Any) -> Any:
+        if not isinstance(catalogue, dict):
+            return catalogue
         return {label: _named(spec, label) for label, spec in catalogue.items()}
 
     @model_validator(mode="after")
     def _labels_are_defined(self) -> Params:
-        known = list(self.initializers)
-        for key, label in [("analysis.reference", self.analysis.reference)] + [
-            (f"study.initializers[{i}]", label) for i, label in enumerate(self.study.initializers)
-        ]:
-            if label not in known:
+        for section, chosen, extra in (("initializers", self.study.initializers,
+                                        [("analysis.reference", self.analysis.reference)]),
+                                       ("networks", self.study.networks, [])):
+            known = list(getattr(self, section))
+            for key, label in extra + [(f"study.{section}[{i}]", label) for i, label in enumerate(chosen)]:
+                if label not in known:
+                    raise ValueError(
+                        f"{key} = {label!r}: not a label under {section} "
+                        f"({', '.join(known)}).{_hint(label, known)}"
+                    )
+        size = DATASETS[self.data.name].image_size
+        for label in self.study.networks:
+            network = self.networks[label]
+            if network.family != "cnn":
+                continue
+            if 2 ** len(network.conv_filters) > size:
                 raise ValueError(
-                    f"{key} = {label!r}: not a label under initializers "
-                    f"({', '.join(known)}).{_hint(label, known)}"
+                    f"networks.{label}.conv_filters = {network.conv_filters}: each block halves the image, "
+                    f"and {self.data.name}'s {size}×{size} images allow at most {size.bit_length() - 1} blocks"
                 )
-        if self.model.family == "cnn":
-            size = DATASETS[self.data.name].image_size
-            if 2 ** len(self.model.conv_filters) > size:
-                raise ValueError(
-                    f"model.conv_filters = {self.model.conv_filters}: each block halves the image, and "
-                    f"{self.data.name}'s {size}×{size} images allow at most {size.bit_length() - 1} blocks"
-                )
-            identity = [label for label in self.study.initializers if self.initializers[label].name == "identity"]
+            identity = [init for init in self.study.initializers if self.initializers[init].name == "identity"]
             if identity:
                 raise ValueError(
                     f"study.initializers: {', '.join(identity)} (identity) needs 2-D kernels; "
-                    "a cnn has 4-D conv kernels"
+                    f"networks.{label} is a cnn, whose conv kernels are 4-D"
                 )
+        beyond = [e for e in self.probes.epochs if e > self.train.epochs]
+        if beyond:
+            raise ValueError(
+                f"probes.epochs: {', '.join(map(str, beyond))} beyond train.epochs ({self.train.epochs})"
+            )
         if self.analysis.reference not in self.study.initializers:
             raise ValueError(
                 f"analysis.reference = {self.analysis.reference!r} is not one of "
@@ -425,6 +475,8 @@ def check_against_data(params: Params) -> list[str]:
     lsuv = {f"initializers.{label}.batch_size": spec.batch_size for label in params.study.initializers
             if isinstance(spec := params.initializers[label], LSUVInit)}
     batches = {"train.batch_size": params.train.batch_size, "diagnostics.batch_size": params.diagnostics.batch_size}
+    if params.probes.epochs:
+        batches["probes.batch_size"] = params.probes.batch_size
     if train is not None:
         of = "data.train_samples" if data.train_samples else data.name
         problems += [f"{key} = {size}: more than the {train:,} training images ({of})"

@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import to_hex, to_rgb  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -58,10 +59,29 @@ def colours(names: list[str]) -> dict[str, str]:
     return result
 
 
+SEPARATOR = " · "  # between network and initializer in a label that names both
+
+
+def label_colours(labels: list[str]) -> dict[str, str]:
+    """colours() of the initializers behind labels that may name a network first: one
+    initializer keeps its colour on every network."""
+    palette = colours(list(dict.fromkeys(label.split(SEPARATOR)[-1] for label in labels)))
+    return {label: palette[label.split(SEPARATOR)[-1]] for label in labels}
+
+
+def labelled(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with `initializer` naming the network too (`net · init`) when it holds
+    several networks, so that plots of one network's initializers can show them all."""
+    if frame.network.nunique() <= 1:
+        return frame
+    return frame.assign(initializer=frame.network + SEPARATOR + frame.initializer)
+
+
 def curve_data(epochs: pd.DataFrame) -> pd.DataFrame:
     """The per-epoch table for DVC's interactive plots: each row with its initializer's colour,
     and per accuracy column whether the initializer belongs in the zoomed panel (1) or not (0)."""
-    data = epochs.assign(colour=epochs.initializer.map(colours(list(dict.fromkeys(epochs.initializer)))))
+    epochs = labelled(epochs)
+    data = epochs.assign(colour=epochs.initializer.map(label_colours(list(dict.fromkeys(epochs.initializer)))))
     for metric in ("val_accuracy", "accuracy"):
         final = epochs.sort_values("epoch").groupby("initializer").last()[metric]
         data[f"zoom_{metric}"] = data.initializer.isin(_leaders(final.dropna(), is_loss=False)).astype(int)
@@ -83,32 +103,39 @@ def _leaders(final: pd.Series, is_loss: bool) -> list[str]:
 
 
 def curves(epochs: pd.DataFrame, metric: str, path: Path, dpi: int) -> None:
-    """Mean of `metric` over seeds per epoch with a ±1 std band; right: the leaders zoomed in."""
+    """Mean of `metric` over seeds per epoch with a ±1 std band, a line per initializer. One
+    network: all initializers, and right the leaders zoomed in; several: a panel per network."""
     stats = (
-        epochs.groupby(["initializer", "epoch"], sort=False)[metric]
+        epochs.groupby(["network", "initializer", "epoch"], sort=False)[metric]
         .agg(["mean", "std"])
         .fillna({"std": 0.0})
         .reset_index()
     )
     names = list(dict.fromkeys(epochs.initializer))
-    colors = colours(names)
+    colors = label_colours(names)
     is_loss = metric.endswith("loss")
-    final = stats.groupby("initializer", sort=False)["mean"].last().dropna()
-    panels = [("all initializers", names), ("closest to the best, zoomed", _leaders(final, is_loss))]
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5), sharex=True, layout="constrained")
     label = metric.replace("_", " ")
-    for ax, (title, shown) in zip(axes, panels):
-        for initializer, g in stats[stats.initializer.isin(shown)].groupby("initializer", sort=False):
+    if stats.network.nunique() == 1:
+        final = stats.groupby("initializer", sort=False)["mean"].last().dropna()
+        fig, axes = plt.subplots(1, 2, figsize=(14, 5), sharex=True, layout="constrained")
+        panels = list(zip(axes, [stats, stats[stats.initializer.isin(_leaders(final, is_loss))]]))
+        for ax, title in zip(axes, ["all initializers", "closest to the best, zoomed"]):
+            ax.set_title(title)
+    else:
+        fig, grid = _grid(list(dict.fromkeys(stats.network)))
+        panels = [(grid[network], group) for network, group in stats.groupby("network", sort=False)]
+    for ax, shown in panels:
+        for initializer, g in shown.groupby("initializer", sort=False):
             color = colors[initializer]
             ax.plot(g.epoch, g["mean"], label=initializer, color=color)
             ax.fill_between(g.epoch, g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.2)
         if is_loss:
             ax.set_yscale("log")
-        ax.set(xlabel="epoch", ylabel=label, title=title)
+        ax.set(xlabel="epoch", ylabel=label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize="small", loc="outside right center")
+    handles, labels = panels[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize="small", loc="outside right center" if len(panels) == 2 else "center right")
     fig.suptitle(f"{label} per epoch (mean ± std over seeds)")
     _save(fig, path, dpi)
 
@@ -117,7 +144,7 @@ def final_accuracy(summary: dict[str, Any], epochs: pd.DataFrame, path: Path, dp
     """Final validation accuracy per initializer: mean ± std and a dot per seed; right: zoomed."""
     finals = epochs.sort_values("epoch").groupby(["initializer", "seed"], sort=False).last()
     summary = summary["initializers"]
-    colors = colours(list(summary))
+    colors = label_colours(list(summary))
     means = pd.Series({n: e["final_val_accuracy"]["mean"] for n, e in summary.items()
                        if "final_val_accuracy" in e}).sort_values()
     names = [n for n in summary if n not in means.index] + list(means.index)
@@ -164,7 +191,7 @@ def seeds(epochs: pd.DataFrame, path: Path, dpi: int) -> None:
     """A panel per initializer: every seed's validation accuracy (solid; stability from seed
     to seed) and the mean training accuracy (dashed; the generalization gap)."""
     names = list(dict.fromkeys(epochs.initializer))
-    colors = colours(names)
+    colors = label_colours(names)
     train = epochs.groupby(["initializer", "epoch"], sort=False).accuracy.mean()
     fig, panels = _grid(names or ["no run that did not diverge"])
     for (name, _), run in epochs.groupby(["initializer", "seed"], sort=False):
@@ -199,7 +226,7 @@ def uniform_vs_normal(epochs: pd.DataFrame, families: list[str], path: Path, dpi
 
 def convergence(runs: pd.DataFrame, target: float, path: Path, dpi: int) -> None:
     """Epochs until validation accuracy first reaches `target`: a dot per seed, a bar for the mean."""
-    colors = colours(list(dict.fromkeys(runs.initializer)))
+    colors = label_colours(list(dict.fromkeys(runs.initializer)))
     runs = runs[~runs.diverged.astype(bool)]
     means = runs.groupby("initializer", sort=False).epochs_to_target.mean()
     # bottom to top: never reached, then slowest to fastest
@@ -222,26 +249,92 @@ def convergence(runs: pd.DataFrame, target: float, path: Path, dpi: int) -> None
 
 
 def init_layers(layers: pd.DataFrame, path: Path, dpi: int) -> None:
-    """At initialization, by layer: output std, kernel gradient norm, inactive units; mean over seeds."""
+    """At initialization, by layer, a row of panels per network: output std (dashed: what the
+    variance argument predicts), kernel gradient norm, inactive units; mean over seeds."""
     names = list(dict.fromkeys(layers.initializer))
-    colors = colours(names)
-    means = layers.groupby(["initializer", "layer"], sort=False).mean(numeric_only=True)
-    panels = [("activation_std", "std of the layer's outputs", "log"),
+    colors = label_colours(names)
+    networks = list(dict.fromkeys(layers.network))
+    means = layers.groupby(["network", "initializer", "layer"], sort=False).mean(numeric_only=True)
+    panels = [("activation_std", "std of the layer's outputs (dashed: predicted)", "log"),
               ("gradient_norm", "norm of the loss gradient w.r.t. the kernel", "log"),
               ("inactive_fraction", "dead (ReLU) or saturated (tanh, sigmoid) units", "linear")]
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.5), layout="constrained")
-    for ax, (column, title, scale) in zip(axes, panels):
-        for name in names:
-            curve = means.loc[name, column]
-            # zeros give exact 0: drawn at the bottom of a log axis instead of disappearing
-            values = curve.clip(lower=1e-8) if scale == "log" else curve
-            ax.plot(curve.index, values, "o-", color=colors[name], label=name)
-        ax.set_yscale(scale)
-        ax.set(xlabel="Dense or Conv2D layer, input to output (last: output)", title=title)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    fig.legend(*axes[0].get_legend_handles_labels(), fontsize="small", loc="outside right center")
-    fig.suptitle("The network at initialization, on one batch of training data (values ≤ 1e-8 drawn at 1e-8)")
+    fig, axes = plt.subplots(len(networks), 3, figsize=(17, 1 + 3.6 * len(networks)), layout="constrained",
+                             squeeze=False)
+    for row, network in zip(axes, networks):
+        for ax, (column, title, scale) in zip(row, panels):
+            for name in names:
+                curve = means.loc[(network, name), column]
+                # zeros give exact 0: drawn at the bottom of a log axis instead of disappearing
+                values = curve.clip(lower=1e-8) if scale == "log" else curve
+                ax.plot(curve.index, values, "o-", color=colors[name], label=name, markersize=3)
+                if column == "activation_std":
+                    predicted = means.loc[(network, name), "predicted_std"].clip(lower=1e-8)
+                    ax.plot(predicted.index, predicted, "--", color=colors[name], linewidth=1)
+            ax.set_yscale(scale)
+            ax.set(title=f"{network}: {title}" if len(networks) > 1 else title)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+    fig.supxlabel("Dense or Conv2D layer, input to output (last: output)")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize="small", loc="outside right center")
+    fig.suptitle("The networks at initialization, on one batch of training data (values ≤ 1e-8 drawn at 1e-8)")
+    _save(fig, path, dpi)
+
+
+def depth(networks: pd.DataFrame, target: float, path: Path, dpi: int) -> None:
+    """Per activation, against depth: the final val accuracy (mean, 95% CI) and the epochs to
+    the target of each initializer."""
+    activations = list(dict.fromkeys(networks.activation))
+    colors = label_colours(list(dict.fromkeys(networks.initializer)))
+    fig, axes = plt.subplots(2, len(activations), figsize=(6.5 * len(activations) + 2, 8), squeeze=False,
+                             sharex=True, layout="constrained")
+    for column, activation in enumerate(activations):
+        for name, g in networks[networks.activation == activation].sort_values("depth").groupby(
+                "initializer", sort=False):
+            low, high = g.final_val_accuracy - g.ci95_low, g.ci95_high - g.final_val_accuracy
+            axes[0][column].errorbar(g.depth, g.final_val_accuracy, yerr=[low.fillna(0), high.fillna(0)],
+                                     fmt="o-", capsize=3, color=colors[name], label=name)
+            axes[1][column].plot(g.depth, g.epochs_to_target, "o-", color=colors[name])
+        axes[0][column].set(title=f"{activation}: final validation accuracy (95% CI)", ylim=(0, 1))
+        axes[1][column].set(title=f"{activation}: epochs to validation accuracy {target:g} (gap: never)",
+                            xlabel="hidden layers")
+        for ax in axes[:, column]:
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter("{x:g}")
+            ax.grid(alpha=0.3)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize="small", loc="outside right center")
+    fig.suptitle("Where the initializer decides whether a network trains: depth")
+    _save(fig, path, dpi)
+
+
+def probes(table: pd.DataFrame, path: Path, dpi: int) -> None:
+    """During training, for the deepest network of each activation: a panel per initializer of
+    each layer's output std and kernel gradient norm, a line per probed epoch (mean over seeds)."""
+    if table.empty:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.text(0.5, 0.5, "no probes: probes.epochs is empty", ha="center", va="center")
+        ax.set_axis_off()
+        _save(fig, path, dpi)
+        return
+    deepest = table.groupby("network").layer.max()
+    names = list(dict.fromkeys(table.initializer))
+    rows = [(network, measure) for network in deepest.index if deepest[network] == deepest.max()
+            for measure in ("activation_std", "gradient_norm")]
+    means = table.groupby(["network", "initializer", "epoch", "layer"]).mean(numeric_only=True)
+    epochs = sorted(table.epoch.unique())
+    shades = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(epochs)))
+    fig, axes = plt.subplots(len(rows), len(names), figsize=(3.2 * len(names) + 1.5, 2.8 * len(rows) + 0.8),
+                             squeeze=False, sharex=True, layout="constrained")
+    for (network, measure), row in zip(rows, axes):
+        for ax, name in zip(row, names):
+            for epoch, shade in zip(epochs, shades):
+                curve = means.loc[(network, name, epoch), measure].clip(lower=1e-12)
+                ax.plot(curve.index, curve, color=shade, label=f"epoch {epoch}")
+            ax.set_yscale("log")
+            ax.set_title(f"{network} · {name}\n{measure.replace('_', ' ')}", fontsize="small")
+            ax.grid(alpha=0.3)
+    fig.supxlabel("layer, input to output")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize="small", loc="outside right center")
+    fig.suptitle("During training: do vanished activations and gradients stay vanished? (values ≤ 1e-12 at 1e-12)")
     _save(fig, path, dpi)
 
 

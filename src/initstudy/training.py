@@ -14,11 +14,14 @@ from typing import Any
 
 import keras
 
-from initstudy.atomic import write_atomically, write_json
+from initstudy.atomic import write_atomically, write_json, write_text
+import pandas as pd
+
 from initstudy.datasets import Split
+from initstudy.diagnostics import LayerProbe
 from initstudy.initialization import initial_model
 from initstudy.models import study_loss
-from initstudy.params import Params, TrainParams
+from initstudy.params import Params, ProbeParams, TrainParams
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -32,6 +35,37 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.seconds.append(time.perf_counter() - self._start)
+
+
+class ProbeLogger(keras.callbacks.Callback):
+    """Measures every layer with a LayerProbe before training (epoch 0) and at the end of
+    the listed epochs; the probe only reads the weights, so training runs as without it."""
+
+    def __init__(self, probe: LayerProbe, epochs: list[int]) -> None:
+        super().__init__()
+        self.probe, self.epochs = probe, set(epochs)
+        self.rows: list[pd.DataFrame] = []
+
+    def _measure(self, epoch: int) -> None:
+        if epoch in self.epochs:
+            self.rows.append(self.probe().assign(epoch=epoch))
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._measure(0)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._measure(epoch + 1)
+
+    def table(self) -> pd.DataFrame:
+        """A row per probed epoch and layer."""
+        table = pd.concat(self.rows, ignore_index=True) if self.rows else pd.DataFrame(columns=["epoch", "layer"])
+        return table[["epoch", *[c for c in table if c != "epoch"]]]
+
+
+def probe_logger(model: keras.Model, split: Split, activation: str, probes: ProbeParams) -> ProbeLogger:
+    """The probe of a run on its first `probes.batch_size` training samples."""
+    x, y = split.x_train[: probes.batch_size], split.y_train[: probes.batch_size]
+    return ProbeLogger(LayerProbe(model, x, y, activation), probes.epochs)
 
 
 def compile_model(model: keras.Model, train: TrainParams, steps_per_epoch: int) -> None:
@@ -74,14 +108,17 @@ def run_metrics(history: dict[str, list[float]]) -> dict[str, Any]:
 
 
 def train_run(
-    split: Split, n_classes: int, params: Params, initializer: str, seed: int, out_dir: Path
+    split: Split, n_classes: int, params: Params, network: str, initializer: str, seed: int, out_dir: Path
 ) -> dict[str, Any]:
-    """Train one model, its initializer named by its label in params.initializers;
-    write history.csv, model.keras, timing.json and metrics.json (last) to `out_dir`."""
+    """Train one model, its network and initializer named by their labels in params.networks
+    and params.initializers; write history.csv, model.keras, timing.json, probes.csv (if
+    params.probes.epochs lists any) and metrics.json (last) to `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = initial_model(split, n_classes, params.model, params.initializers[initializer], seed)
+    architecture = params.networks[network]
+    model = initial_model(split, n_classes, architecture, params.initializers[initializer], seed)
     compile_model(model, params.train, math.ceil(len(split.x_train) / params.train.batch_size))
     timer = EpochTimer()
+    probes = [probe_logger(model, split, architecture.activation, params.probes)] if params.probes.epochs else []
     history = model.fit(
         split.x_train,
         split.y_train,
@@ -93,9 +130,12 @@ def train_run(
             timer,
             keras.callbacks.TerminateOnNaN(),
             keras.callbacks.CSVLogger(str(out_dir / "history.csv")),
+            *probes,
         ],
     )
-    metrics = {"initializer": initializer, "seed": seed}
+    for probe in probes:
+        write_text(out_dir / "probes.csv", probe.table().to_csv(index=False))
+    metrics = {"network": network, "initializer": initializer, "seed": seed}
     metrics |= run_metrics(history.history)
     write_atomically(out_dir / "model.keras", model.save)
     write_json(out_dir / "timing.json", {"epoch_seconds": timer.seconds, "fit_seconds": sum(timer.seconds)})

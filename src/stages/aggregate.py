@@ -1,5 +1,6 @@
-"""DVC stage `aggregate`: per-initializer statistics and analyses, per-run and per-epoch tables,
-the headline metrics, and the runs' wall times (kept apart from the results)."""
+"""DVC stage `aggregate`: statistics and analyses per (network, initializer), comparisons across
+networks, per-run and per-epoch tables, the headline metrics, the probes taken during training,
+and the runs' wall times (kept apart from the results)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from pathlib import Path
 import pandas as pd
 
 from initstudy.aggregate import (
+    across_networks,
     analyze_runs,
     converged_epochs,
     headline,
     load_runs,
+    load_tables,
     load_timings,
     results_table,
-    summarize,
+    study_runs,
+    summarize_study,
 )
 from initstudy.atomic import write_json, write_text
 from initstudy.errors import stage_main
@@ -32,16 +36,22 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     study, analysis = params.study, params.analysis
-    runs, epochs = load_runs(args.runs, study.initializers, study.seeds)
+    every_run = study_runs(study.networks, study.initializers, study.seeds)
+    runs, epochs = load_runs(args.runs, every_run)
     runs = analyze_runs(runs, epochs, analysis.target_accuracy)
-    summary = summarize(runs, epochs, study.initializers, analysis.reference, pd.read_csv(args.init))
+    summary = summarize_study(runs, epochs, study.networks, study.initializers, analysis.reference,
+                              pd.read_csv(args.init))
+    networks = across_networks(runs, params.networks)
     write_text(args.out / "epochs.csv", converged_epochs(runs, epochs).to_csv(index=False))
     write_text(args.out / "runs.csv", runs.to_csv(index=False))
-    write_text(args.out / "results.md", results_table(summary, analysis.target_accuracy, analysis.reference))
+    write_text(args.out / "networks.csv", networks.to_csv(index=False))
+    write_text(args.out / "probes.csv", load_tables(args.runs, every_run, "probes.csv").to_csv(index=False))
+    write_text(args.out / "results.md",
+               results_table(summary, networks, analysis.target_accuracy, analysis.reference))
     write_json(args.out / "summary.json", summary)
-    write_json(args.out / "headline.json", headline(summary))
-    timings = load_timings(args.runs, study.initializers, study.seeds)
-    write_text(args.out / "timings.csv", timings.to_csv(index=False))
+    for network, accuracies in headline(summary).items():
+        write_json(args.out / "headline" / f"{network}.json", accuracies)
+    write_text(args.out / "timings.csv", load_timings(args.runs, every_run).to_csv(index=False))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ def main() -> None:
     from initstudy.diagnostics import diagnose_study  # imports Keras, so only once the backend is set
 
     layers, histograms = diagnose_study(
-        split, DATASETS[params.data.name].classes, params.model,
+        split, DATASETS[params.data.name].classes,
+        {label: params.networks[label] for label in params.study.networks},
         {label: params.initializers[label] for label in params.study.initializers},
         params.study.seeds, params.diagnostics.batch_size,
     )

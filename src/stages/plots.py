@@ -1,5 +1,6 @@
-"""DVC stage `plots`: PNG comparison plots of the trained runs of all initializers, and the
-per-epoch table (with colours and zoom flags) that DVC's interactive plots draw."""
+"""DVC stage `plots`: PNG comparison plots of the trained runs, and the per-epoch table (with
+colours and zoom flags) that DVC's interactive plots draw. With several networks, a label
+names the network and the initializer (`net · init`)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ from initstudy.atomic import write_text
 from initstudy.errors import stage_main
 from initstudy.params import load_params
 from initstudy.plotting import (
+    SEPARATOR,
     convergence,
     curve_data,
     curves,
+    depth,
     final_accuracy,
+    labelled,
+    probes,
     seeds,
     uniform_vs_normal,
 )
@@ -29,17 +34,23 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("plots"))
     args = parser.parse_args()
     params = load_params()
-    dpi = params.plots.dpi
+    dpi, target = params.plots.dpi, params.analysis.target_accuracy
     epochs = pd.read_csv(args.metrics / "epochs.csv")
     runs = pd.read_csv(args.metrics / "runs.csv")
-    summary = json.loads((args.metrics / "summary.json").read_text())
+    summary = json.loads((args.metrics / "summary.json").read_text())["networks"]
+    several = len(summary) > 1
+    entries = {(f"{network}{SEPARATOR}{name}" if several else name): entry
+               for network, per_network in summary.items() for name, entry in per_network["initializers"].items()}
+    families = list(dict.fromkeys(f for per_network in summary.values() for f in per_network["uniform_vs_normal"]))
     write_text(args.out / "curves.csv", curve_data(epochs).to_csv(index=False))
     for metric in ("val_accuracy", "val_loss"):
         curves(epochs, metric, args.out / f"{metric}.png", dpi)
-    final_accuracy(summary, epochs, args.out / "final_val_accuracy.png", dpi)
-    seeds(epochs, args.out / "seeds.png", dpi)
-    uniform_vs_normal(epochs, list(summary["uniform_vs_normal"]), args.out / "uniform_vs_normal.png", dpi)
-    convergence(runs, params.analysis.target_accuracy, args.out / "convergence.png", dpi)
+    final_accuracy({"initializers": entries}, labelled(epochs), args.out / "final_val_accuracy.png", dpi)
+    seeds(labelled(epochs), args.out / "seeds.png", dpi)
+    uniform_vs_normal(epochs[epochs.network == next(iter(summary))], families, args.out / "uniform_vs_normal.png", dpi)
+    convergence(labelled(runs), target, args.out / "convergence.png", dpi)
+    depth(pd.read_csv(args.metrics / "networks.csv"), target, args.out / "depth.png", dpi)
+    probes(pd.read_csv(args.metrics / "probes.csv"), args.out / "probes.png", dpi)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pandas as pd
 
 from initstudy.errors import stage_main
 from initstudy.params import load_params
-from initstudy.plotting import init_layers, init_weights
+from initstudy.plotting import init_layers, init_weights, labelled
 
 
 @stage_main
@@ -20,7 +20,7 @@ def main() -> None:
     args = parser.parse_args()
     dpi = load_params().plots.dpi
     init_layers(pd.read_csv(args.metrics / "init_layers.csv"), args.out / "init_layers.png", dpi)
-    init_weights(pd.read_csv(args.metrics / "init_histograms.csv"), args.out / "init_weights.png", dpi)
+    init_weights(labelled(pd.read_csv(args.metrics / "init_histograms.csv")), args.out / "init_weights.png", dpi)
 
 
 if __name__ == "__main__":

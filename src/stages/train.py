@@ -1,4 +1,4 @@
-"""DVC stage `train@<initializer>-<seed>`: train one model, write its history and metrics."""
+"""DVC stage `train@<network>-<initializer>-<seed>`: train one model, write its history and metrics."""
 
 from __future__ import annotations
 
@@ -14,14 +14,17 @@ from initstudy.params import load_params
 @stage_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--network", required=True, help="a label under networks in params.yaml")
     parser.add_argument("--initializer", required=True, help="a label under initializers in params.yaml")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--data", type=Path, required=True, help="folder of the dataset files")
     parser.add_argument("--out", type=Path, required=True, help="folder for this run's outputs")
     args = parser.parse_args()
     params = load_params()
-    if args.initializer not in params.initializers:
-        raise StudyError(f"--initializer {args.initializer}: not a label under initializers in params.yaml")
+    for option, label, catalogue in (("network", args.network, params.networks),
+                                     ("initializer", args.initializer, params.initializers)):
+        if label not in catalogue:
+            raise StudyError(f"--{option} {label}: not a label under {option}s in params.yaml")
     split = load_split(
         params.data.name, args.data, params.data.train_samples, params.data.val_samples
     )
@@ -29,7 +32,7 @@ def main() -> None:
     from initstudy.training import train_run  # imports Keras, so only once the backend is set
 
     classes = DATASETS[params.data.name].classes
-    train_run(split, classes, params, args.initializer, args.seed, args.out)
+    train_run(split, classes, params, args.network, args.initializer, args.seed, args.out)
 
 
 if __name__ == "__main__":

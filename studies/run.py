@@ -1,0 +1,76 @@
+"""Run one of the committed studies and keep its results on main, in studies/<name>/.
+
+A study is the default params.yaml with the overrides of studies/<name>.yaml. This runs
+`dvc repro` on them in a git worktree of HEAD beside the repository (sharing its DVC
+cache, so runs it already trained are not trained again), then copies into
+studies/<name>/ the params it ran with, its dvc.lock, metrics and plots. Same params and
+seeds give the same files, bit for bit.
+
+    python studies/run.py depth        # INITSTUDY_DATA_MIRROR works as for `dvc repro`
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = ["dvc.lock", "metrics/results.md", "metrics/summary.json", "metrics/networks.csv", "metrics/runs.csv",
+           "metrics/headline"]
+
+
+def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` applied: mappings merge key by key, anything else replaces."""
+    result = dict(base)
+    for key, value in overrides.items():
+        result[key] = merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return result
+
+
+def study_params(name: str) -> dict[str, Any]:
+    """The full params of study `name`: params.yaml with studies/<name>.yaml applied."""
+    overrides = yaml.safe_load((HERE / f"{name}.yaml").read_text())
+    return merged(yaml.safe_load((ROOT / "params.yaml").read_text()), overrides)
+
+
+def run_study(name: str) -> Path:
+    """Reproduce study `name` in a worktree of HEAD; copy its results to studies/<name>/."""
+    out = HERE / name
+    with tempfile.TemporaryDirectory(prefix=f"study-{name}-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), "HEAD"], cwd=ROOT, check=True)
+        try:
+            (tree / "params.yaml").write_text(yaml.safe_dump(study_params(name), sort_keys=False))
+            cache = subprocess.run(["dvc", "cache", "dir"], cwd=ROOT, check=True, capture_output=True, text=True)
+            subprocess.run(["dvc", "cache", "dir", "--local", cache.stdout.strip()], cwd=tree, check=True)
+            (ROOT / ".cache").mkdir(exist_ok=True)
+            (tree / ".cache").symlink_to(ROOT / ".cache")  # JAX's compiled programs: the same machine code
+            subprocess.run(["dvc", "repro"], cwd=tree, check=True)
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            shutil.copy2(tree / "params.yaml", out / "params.yaml")
+            for result in RESULTS:
+                source, target = tree / result, out / Path(result).name
+                (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
+            for png in (tree / "plots").glob("*.png"):
+                shutil.copy2(png, out / png.name)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=sorted(p.stem for p in HERE.glob("*.yaml")))
+    print(f"results in {run_study(parser.parse_args().name)}")
+
+
+if __name__ == "__main__":
+    main()
