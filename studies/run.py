@@ -12,6 +12,7 @@ seeds give the same files, bit for bit.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import tempfile
@@ -52,7 +53,9 @@ def run_study(name: str) -> Path:
             subprocess.run(["dvc", "cache", "dir", "--local", cache.stdout.strip()], cwd=tree, check=True)
             (ROOT / ".cache").mkdir(exist_ok=True)
             (tree / ".cache").symlink_to(ROOT / ".cache")  # JAX's compiled programs: the same machine code
-            subprocess.run(["dvc", "repro"], cwd=tree, check=True)
+            # the stages import the worktree's own package, not the one installed from the repository
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree / "src"), os.environ.get("PYTHONPATH")])))
+            subprocess.run(["dvc", "repro"], cwd=tree, env=env, check=True)
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
             shutil.copy2(tree / "params.yaml", out / "params.yaml")
