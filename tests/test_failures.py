@@ -41,7 +41,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Worksp
 
 
 def outputs(repo: Workspace) -> dict[str, bytes]:
-    files = [*repo.path.glob("runs/*/metrics.json"), *repo.path.glob("metrics/*"), *repo.path.glob("plots/*.png")]
+    files = [*repo.path.glob("runs/*/metrics.json"), *repo.path.glob("metrics/**/*.*"), *repo.path.glob("plots/*.png")]
     return {str(p.relative_to(repo.path)): p.read_bytes() for p in files}
 
 
@@ -355,7 +355,7 @@ def test_an_empty_or_missing_params_file_stops_dvc_first_and_check_params_names_
         result = trained.run("dvc", "repro", check=False)
         check = run_stage(trained.path, "check_params")
         trained.run("git", "checkout", "params.yaml")
-        assert result.returncode != 0 and "Could not find 'study.initializers'" in result.stderr
+        assert result.returncode != 0 and "Could not find 'study.networks'" in result.stderr
         assert "Running stage" not in result.stdout
         assert check.returncode == 2 and f"error: {message}" in check.stderr
         assert "restore it with `git checkout params.yaml`" in check.stderr
@@ -400,7 +400,7 @@ def test_a_damaged_history_stops_aggregate_until_dvc_checkout_restores_it(traine
 )
 def test_a_run_whose_history_disagrees_with_its_metrics_is_refused(trained: Workspace, tmp_path: Path,
                                                                      damage, problem) -> None:
-    run = tmp_path / "he_normal-0"
+    run = tmp_path / "mlp-he_normal-0"
     shutil.copytree(trained.path / "runs/mlp-he_normal-0", run)
     history = pd.read_csv(run / "history.csv")
     history.assign(epoch_seconds=1.5).to_csv(run / "history.csv", index=False)

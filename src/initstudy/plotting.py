@@ -115,7 +115,7 @@ def curves(epochs: pd.DataFrame, metric: str, path: Path, dpi: int) -> None:
     colors = label_colours(names)
     is_loss = metric.endswith("loss")
     label = metric.replace("_", " ")
-    if stats.network.nunique() == 1:
+    if stats.network.nunique() <= 1:
         final = stats.groupby("initializer", sort=False)["mean"].last().dropna()
         fig, axes = plt.subplots(1, 2, figsize=(14, 5), sharex=True, layout="constrained")
         panels = list(zip(axes, [stats, stats[stats.initializer.isin(_leaders(final, is_loss))]]))
