@@ -122,7 +122,8 @@ def curves(epochs: pd.DataFrame, metric: str, path: Path, dpi: int) -> None:
         for ax, title in zip(axes, ["all initializers", "closest to the best, zoomed"]):
             ax.set_title(title)
     else:
-        fig, grid = _grid(list(dict.fromkeys(stats.network)))
+        networks = list(dict.fromkeys(stats.network))
+        fig, grid = _grid(networks, ncols=min(len(networks), 4))
         panels = [(grid[network], group) for network, group in stats.groupby("network", sort=False)]
     for ax, shown in panels:
         for initializer, g in shown.groupby("initializer", sort=False):
@@ -299,6 +300,7 @@ def depth(networks: pd.DataFrame, target: float, path: Path, dpi: int) -> None:
                             xlabel="hidden layers")
         for ax in axes[:, column]:
             ax.set_xscale("log", base=2)
+            ax.set_xlim(networks.depth.min() / 1.4, networks.depth.max() * 1.4)  # also where nothing is drawn
             ax.xaxis.set_major_formatter("{x:g}")
             ax.grid(alpha=0.3)
     fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize="small", loc="outside right center")
