@@ -24,7 +24,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = ["dvc.lock", "metrics/results.md", "metrics/summary.json", "metrics/networks.csv", "metrics/runs.csv",
-           "metrics/headline"]
+           "metrics/init_layers.csv", "metrics/probes.csv", "metrics/headline"]
 
 
 def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
