@@ -25,6 +25,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = ["dvc.lock", "metrics/results.md", "metrics/summary.json", "metrics/networks.csv", "metrics/runs.csv",
            "metrics/init_layers.csv", "metrics/probes.csv", "metrics/headline"]
+PLOTS = ["val_accuracy.png", "val_loss.png", "final_val_accuracy.png", "convergence.png", "depth.png",
+         "init_layers.png", "probes.png"]
 
 
 def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -62,8 +64,8 @@ def run_study(name: str) -> Path:
             for result in RESULTS:
                 source, target = tree / result, out / Path(result).name
                 (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
-            for png in (tree / "plots").glob("*.png"):
-                shutil.copy2(png, out / png.name)
+            for png in PLOTS:
+                shutil.copy2(tree / "plots" / png, out / png)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
     return out
