@@ -17,7 +17,6 @@ from initstudy.errors import StudyError
 from initstudy.params import ModelParams
 
 SUMMARY_METRICS = ("final_val_accuracy", "best_val_accuracy", "final_val_loss")
-STATISTICS = ("mean", "std", "min", "max")
 RUN_KEYS = ["network", "initializer", "seed"]
 EPOCH_COLUMNS = [*RUN_KEYS, "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 FAMILIES = ("glorot", "he", "lecun", "random")

@@ -23,7 +23,6 @@ from initstudy.theory import predicted_std
 
 SATURATING = {"tanh": 0.99, "sigmoid": 0.99}  # |tanh| or |2·sigmoid − 1| beyond this is flat
 HISTOGRAM_BINS = 40
-MEASURES = ["activation_mean", "activation_std", "inactive_fraction", "gradient_norm"]
 
 
 def _compiled_probe(probe: keras.Model) -> Callable[[np.ndarray, np.ndarray], tuple[list, list]]:
