@@ -72,7 +72,7 @@ def test_the_same_seed_builds_the_same_network() -> None:
 
 
 KERNEL_DIGEST = """
-import hashlib, numpy as np
+import hashlib, sys, numpy as np
 from initstudy.datasets import Split
 from initstudy.initialization import initial_model
 from initstudy.models import kernel_layers
@@ -81,17 +81,27 @@ x = np.zeros((4, 784), np.float32)
 split = Split(x, np.zeros(4, int), x, np.zeros(4, int))
 model = ModelParams(hidden_units=[256, 128], activation="relu", dropout=0.2, bias_initializer="zeros",
                     family="mlp", conv_filters=[], batch_norm=False)
-network = initial_model(split, 10, model, init_spec("orthogonal"), seed=0)
-print(hashlib.sha256(b"".join(np.asarray(k.kernel).tobytes() for k in kernel_layers(network))).hexdigest())
+for seed in map(int, sys.argv[1].split(",")):
+    network = initial_model(split, 10, model, init_spec("orthogonal"), seed=seed)
+    print(hashlib.sha256(b"".join(np.asarray(k.kernel).tobytes() for k in kernel_layers(network))).hexdigest())
 """
+
+
+def orthogonal_digests(seeds: str, **env: str) -> list[str]:
+    """The digests of the orthogonal kernels of the given seeds, drawn one after another in one process."""
+    result = subprocess.run([sys.executable, "-c", KERNEL_DIGEST, seeds], env=dict(os.environ, **env),
+                            capture_output=True, text=True, check=True)
+    return result.stdout.split()
 
 
 def test_orthogonal_weights_do_not_depend_on_the_thread_count() -> None:
     """The QR behind orthogonal runs in LAPACK; 1 and 4 BLAS threads must draw the same kernels."""
-    digests = set()
-    for threads in ("1", "4"):
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads)
-        result = subprocess.run([sys.executable, "-c", KERNEL_DIGEST], env=env, capture_output=True,
-                                text=True, check=True)
-        digests.add(result.stdout.split()[-1])
-    assert len(digests) == 1
+    assert orthogonal_digests("0", OPENBLAS_NUM_THREADS="1") == orthogonal_digests("0", OPENBLAS_NUM_THREADS="4")
+
+
+def test_orthogonal_weights_drawn_after_others_in_one_process_are_those_of_a_fresh_process() -> None:
+    """diagnose draws every network in one process, a train stage one: the same seed must
+    give the same kernels either way, run after run."""
+    together = orthogonal_digests("0,1,2")
+    assert together == orthogonal_digests("0,1,2")
+    assert together[2:] == orthogonal_digests("2")
