@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 # Stage commands call `python`: make it the project's.
 RUN := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1
 
-.PHONY: setup study test bench vega
+.PHONY: setup study train test bench vega
 
 setup: $(VENV)/.installed
 
@@ -17,6 +17,13 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 study: setup
 	$(RUN) $(BIN)/dvc repro
+
+# Worker i of N trains its share of the study's runs and, when the project has a default
+# DVC remote, pushes them with their run-cache entries: `make train SHARD=2/4`.
+# No `setup` here: cluster tasks share one environment, made once before they start.
+SHARD ?= 1/1
+train:
+	$(RUN) $(BIN)/python -m initstudy.shards $(SHARD)
 
 test: setup
 	$(RUN) $(BIN)/python -m pytest

@@ -101,9 +101,9 @@ def write_params(folder: Path, **sections: dict) -> Path:
     return folder
 
 
-def run_stage(cwd: Path, stage: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run src/stages/<stage>.py in `cwd` (where its params.yaml is), as DVC would."""
+def run_stage(cwd: Path, stage: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run src/stages/<stage>.py in `cwd` (where its params.yaml is), as DVC would, with `env` added."""
     return subprocess.run(
         [sys.executable, str(ROOT / "src" / "stages" / f"{stage}.py"), *args],
-        cwd=cwd, env=command_env(cwd), capture_output=True, text=True, timeout=600,
+        cwd=cwd, env={**command_env(cwd), **(env or {})}, capture_output=True, text=True, timeout=600,
     )

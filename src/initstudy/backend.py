@@ -1,4 +1,4 @@
-"""Choose the Keras backend before Keras is imported."""
+"""Choose the Keras backend before Keras is imported, with its thread count and compilation cache."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-COMPILATION_CACHE = Path(".cache/jax")  # in the working directory, the repo's root for DVC stages
+from initstudy.errors import StudyError
+
+THREADS_ENV = "INITSTUDY_THREADS"
 
 
 def use_backend(name: str) -> None:
@@ -21,18 +23,68 @@ def use_backend(name: str) -> None:
 
         if keras.backend.backend() != name:
             raise RuntimeError(f"Keras already runs on {keras.backend.backend()}, not {name}")
+    threads = compute_threads()
     os.environ["KERAS_BACKEND"] = name
     if name != "tensorflow" and "tensorflow" not in sys.modules:
         sys.modules["tensorflow"] = None  # type: ignore[assignment]
     if name == "jax":
         _cache_compilations()
+        if threads:
+            _size_xla_pool(threads)
+    elif name == "tensorflow" and threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def compute_threads() -> int | None:
+    """The number of compute threads asked for in INITSTUDY_THREADS; None: all CPUs."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise StudyError(f"{THREADS_ENV}={value!r}: expected a whole number of threads, at least 1")
+    return int(value)
+
+
+def _size_xla_pool(threads: int) -> None:
+    """Start XLA's CPU client with a pool of `threads` threads.
+
+    XLA sizes that pool by the CPUs the starting thread may run on, and has no setting of
+    its own, so the CPU mask is narrowed while the client starts; then every thread of the
+    process gets the whole mask back: the pool has `threads` threads and is pinned to no CPU.
+    """
+    allowed = os.sched_getaffinity(0)
+    if threads >= len(allowed):
+        return
+    os.sched_setaffinity(0, sorted(allowed)[:threads])
+    try:
+        import jax
+
+        jax.devices("cpu")
+    finally:
+        for task in os.listdir("/proc/self/task"):
+            os.sched_setaffinity(int(task), allowed)
+
+
+def compilation_cache() -> Path:
+    """Where XLA's compiled programs are kept: JAX_COMPILATION_CACHE_DIR, else the user's cache.
+
+    One folder per user, not per checkout, so that clones, worktrees and queued
+    experiments of the project all load what any of them compiled.
+    """
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "initstudy" / "jax"
 
 
 def _cache_compilations() -> None:
-    """Keep XLA's compiled programs in COMPILATION_CACHE, so that every run after the first
-    loads its training step instead of compiling it again (about 2 s per stage). A cached
-    program is the same machine code, so results stay bit-identical."""
+    """Keep XLA's compiled programs, so that every run after the first loads its training
+    step instead of compiling it again (about 2 s per stage). A cached program is the same
+    machine code, so results stay bit-identical."""
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", str(COMPILATION_CACHE.resolve()))
+    jax.config.update("jax_compilation_cache_dir", str(compilation_cache()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)

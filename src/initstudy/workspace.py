@@ -14,7 +14,7 @@ import yaml
 from initstudy.download import MIRROR_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "src", "plots/templates", "plots/vega/report.html")
+PROJECT_FILES = ("Makefile", "dvc.yaml", "params.yaml", "src", "plots/templates", "plots/vega/report.html")
 
 
 def command_env(scratch: Path) -> dict[str, str]:
@@ -73,6 +73,13 @@ class Workspace:
         workspace.run("dvc", "init", "-q")
         shutil.copy2(ROOT / ".dvc" / "config", path / ".dvc" / "config")  # the offline report template
         update_params(path / "params.yaml", **params)
+        return workspace
+
+    def clone(self, path: Path) -> Workspace:
+        """`git clone` this repo into `path`, as a collaborator or a worker would."""
+        self.run("git", "clone", "-q", str(self.path), str(path))
+        workspace = Workspace(path)
+        workspace.env = dict(self.env)
         return workspace
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

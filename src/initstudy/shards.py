@@ -1,0 +1,87 @@
+"""Train one shard of the study: worker i of N trains every N-th training stage.
+
+The stages are those of `dvc stage list` in the `train` group, in the order dvc.yaml
+lists them, so every worker of the same commit and params draws the same split. Each
+stage of the shard is reproduced with `dvc repro`; when the project has a default DVC
+remote, each trained run is pushed at once, its files first and then its run-cache
+entry, so that the remote never holds an entry without its files and a killed worker
+loses at most the run it was training. Stages whose run another worker or an earlier
+attempt already pushed are restored from the remote (`dvc repro --pull`), not trained.
+
+    python -m initstudy.shards 2/4          # or: make train SHARD=2/4
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+
+from initstudy.errors import StudyError, stage_main
+
+GROUP = "train"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`i/N` (1 ≤ i ≤ N) as (i, N)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise StudyError(f"shard {text!r}: expected i/N with 1 <= i <= N, e.g. 1/4")
+    return int(match[1]), int(match[2])
+
+
+def dvc(*args: str, capture: bool = False) -> str:
+    """Run the dvc CLI in the current directory; stop with its message if it fails."""
+    result = subprocess.run(["dvc", *args], text=True, stdout=subprocess.PIPE if capture else None)
+    if result.returncode != 0:
+        raise StudyError(f"`dvc {' '.join(args)}` failed (exit status {result.returncode})")
+    return result.stdout or ""
+
+
+def training_stages() -> list[str]:
+    """The project's training stages, in dvc.yaml's order."""
+    names = dvc("stage", "list", "--name-only", capture=True).split()
+    return [name for name in names if name.startswith(f"{GROUP}@")]
+
+
+def share(stages: list[str], index: int, count: int) -> list[str]:
+    """Worker `index` of `count` takes every `count`-th stage, starting at its own index."""
+    return stages[index - 1 :: count]
+
+
+def default_remote() -> str | None:
+    """The project's default DVC remote, if it has one."""
+    result = subprocess.run(["dvc", "config", "core.remote"], text=True, capture_output=True)
+    return (result.stdout.strip() if result.returncode == 0 else "") or None
+
+
+def train_shard(index: int, count: int) -> list[str]:
+    """Reproduce (and, with a default remote, publish) shard `index` of `count`."""
+    stages = share(training_stages(), index, count)
+    remote = default_remote()
+    print(f"shard {index}/{count}: {len(stages)} stage(s)" + (f", pushed to remote '{remote}'" if remote else ""))
+    for stage in stages:
+        if remote:
+            dvc("repro", "--pull", stage)
+            dvc("push", stage)
+            dvc("push", "--run-cache", stage)
+        else:
+            dvc("repro", stage)
+    return stages
+
+
+@stage_main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("shard", type=parse_shard, help="i/N: this worker's number and the number of workers")
+    parser.add_argument("--list", action="store_true", help="only print the shard's stages")
+    args = parser.parse_args()
+    index, count = args.shard
+    if args.list:
+        print("\n".join(share(training_stages(), index, count)))
+    else:
+        train_shard(index, count)
+
+
+if __name__ == "__main__":
+    main()

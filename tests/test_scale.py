@@ -1,0 +1,235 @@
+"""Scaling out with DVC itself: shards trained by several clones and gathered through a
+remote's run-cache or a shared cache, queued experiments, and the thread setting."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import SMALL_STUDY, run_stage, write_params
+from initstudy.shards import parse_shard, share
+from initstudy.workspace import Workspace
+
+BIN = str(Path(sys.executable).parent)  # the Makefile's tools: this interpreter's
+TRAIN = [f"train@mlp-{init}-{seed}" for init in ("zeros", "he_normal") for seed in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory, mnist_dir) -> Workspace:
+    """The team's repository: the small study, committed, no remote yet."""
+    workspace = Workspace.create(tmp_path_factory.mktemp("scale") / "origin", mirror=str(mnist_dir), **SMALL_STUDY)
+    workspace.commit("small study")
+    return workspace
+
+
+@pytest.fixture(scope="module")
+def one_machine(origin) -> Workspace:
+    """The same study reproduced by one `dvc repro` on one machine."""
+    workspace = origin.clone(origin.path.parent / "one-machine")
+    assert set(TRAIN) <= workspace.repro()
+    return workspace
+
+
+def start_shard(workspace: Workspace, shard: str, log: Path) -> subprocess.Popen:
+    """`make train SHARD=…` in `workspace`, in its own process group, output to `log`."""
+    with log.open("w") as out:
+        return subprocess.Popen(["make", "train", f"SHARD={shard}", f"BIN={BIN}"], cwd=workspace.path,
+                                env=workspace.env, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+
+
+def finish(process: subprocess.Popen, log: Path) -> str:
+    assert process.wait(timeout=900) == 0, log.read_text()
+    return log.read_text()
+
+
+def trained(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '(train@[^']+)'", output))
+
+
+def restored(output: str) -> set[str]:
+    return set(re.findall(r"Stage '(train@[^']+)' is cached - skipping run", output))
+
+
+def results(workspace: Workspace) -> dict[str, bytes]:
+    """Every file under metrics/ but the wall-clock timings, which differ from run to run."""
+    root = workspace.path / "metrics"
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "timings.csv"}
+
+
+def remote_objects(remote: Path) -> dict[str, int]:
+    """The data objects in a local-folder remote, with their inode numbers."""
+    return {str(p.relative_to(remote)): p.stat().st_ino for p in (remote / "files").rglob("*") if p.is_file()}
+
+
+def assert_consistent(remote: Path) -> int:
+    """Every run-cache entry on `remote` has all its output files there; return the entries' count."""
+    entries = [p for p in (remote / "runs").rglob("*") if p.is_file()]
+    for entry in entries:
+        for out in yaml.safe_load(entry.read_text())["outs"]:
+            obj = remote / "files" / "md5" / out["md5"][:2] / out["md5"][2:]
+            assert obj.is_file(), f"{entry}: {out['path']} has no object on the remote"
+            if out["md5"].endswith(".dir"):
+                for item in json.loads(obj.read_text()):
+                    assert (remote / "files" / "md5" / item["md5"][:2] / item["md5"][2:]).is_file()
+    return len(entries)
+
+
+def test_shards_split_the_training_stages_deterministically():
+    assert parse_shard("2/3") == (2, 3)
+    for bad in ("0/2", "3/2", "1", "a/b", "1/0"):
+        with pytest.raises(Exception, match="expected i/N"):
+            parse_shard(bad)
+    stages = [f"train@s{i}" for i in range(7)]
+    shards = [share(stages, i, 3) for i in (1, 2, 3)]
+    assert sorted(sum(shards, [])) == sorted(stages)
+    assert shards[0] == ["train@s0", "train@s3", "train@s6"]
+
+
+def test_shard_lists_cover_every_training_stage_once(origin):
+    lists = [origin.run("python", "-m", "initstudy.shards", f"{i}/3", "--list").stdout.split() for i in (1, 2, 3)]
+    assert sorted(sum(lists, [])) == sorted(TRAIN)
+    bad = origin.run("make", "-s", "train", "SHARD=4/3", f"BIN={BIN}", check=False)
+    assert bad.returncode != 0 and "shard '4/3': expected i/N" in bad.stderr
+
+
+def test_two_workers_fill_a_remote_and_a_collaborator_trains_nothing(origin, one_machine, tmp_path):
+    remote = tmp_path / "remote"
+    team = origin.clone(tmp_path / "team")
+    team.run("dvc", "remote", "add", "-d", "team", str(remote))
+    team.commit("team remote")
+    workers = [team.clone(tmp_path / f"worker{i}") for i in (1, 2)]
+    logs = [tmp_path / f"worker{i}.log" for i in (1, 2)]
+    running = [start_shard(worker, f"{i}/2", log) for i, (worker, log) in enumerate(zip(workers, logs), 1)]
+    outputs = [finish(process, log) for process, log in zip(running, logs)]
+    shards = [trained(output) for output in outputs]
+    assert shards[0] | shards[1] == set(TRAIN) and not shards[0] & shards[1]
+    assert assert_consistent(remote) >= len(TRAIN)
+
+    collaborator = team.clone(tmp_path / "collaborator")
+    output = collaborator.run("dvc", "repro", "--pull").stdout
+    assert not trained(output), output
+    assert restored(output) == set(TRAIN)
+    assert {"aggregate", "plots"} <= set(re.findall(r"Running stage '([^']+)'", output))
+    assert results(collaborator) == results(one_machine)
+
+
+def test_killed_worker_leaves_the_remote_consistent(origin, tmp_path):
+    remote = tmp_path / "remote"
+    team = origin.clone(tmp_path / "team")
+    team.run("dvc", "remote", "add", "-d", "team", str(remote))
+    team.commit("team remote")
+    first, second = share(TRAIN, 1, 2)
+    log = tmp_path / "killed.log"
+    worker = start_shard(team.clone(tmp_path / "killed"), "1/2", log)
+    deadline = time.monotonic() + 600
+    while f"Running stage '{second}'" not in log.read_text():
+        assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    os.killpg(worker.pid, signal.SIGKILL)  # the machine is gone, mid-training
+    worker.wait()
+    assert assert_consistent(remote) >= 1
+    before = remote_objects(remote)
+
+    log = tmp_path / "rerun.log"
+    output = finish(start_shard(team.clone(tmp_path / "rerun"), "1/2", log), log)
+    assert restored(output) == {first} and trained(output) == {second}
+    after = remote_objects(remote)
+    assert {name: after[name] for name in before} == before  # nothing already there was written again
+    assert len(after) > len(before)
+    assert assert_consistent(remote) >= 2
+
+
+def test_workers_sharing_one_cache_need_no_remote(origin, one_machine, tmp_path):
+    cache = tmp_path / "shared-cache"
+    workers = [origin.clone(tmp_path / f"worker{i}") for i in (1, 2)]
+    for worker in workers:
+        worker.run("dvc", "cache", "dir", "--local", str(cache))
+    logs = [tmp_path / f"worker{i}.log" for i in (1, 2)]
+    running = [start_shard(worker, f"{i}/2", log) for i, (worker, log) in enumerate(zip(workers, logs), 1)]
+    assert set().union(*(trained(finish(process, log)) for process, log in zip(running, logs))) == set(TRAIN)
+
+    gatherer = origin.clone(tmp_path / "gatherer")
+    gatherer.run("dvc", "cache", "dir", "--local", str(cache))
+    output = gatherer.run("dvc", "repro").stdout
+    assert not trained(output) and restored(output) == set(TRAIN)
+    assert results(gatherer) == results(one_machine)
+
+
+def test_thread_count_does_not_change_results(tmp_path, mnist_dir):
+    """One XLA thread or all of them: the same run, bit for bit."""
+    outputs = {}
+    for threads in ("1", ""):
+        folder = write_params(tmp_path / f"threads{threads or 'all'}", data={"train_samples": 2000, "val_samples": 500},
+                              train={"epochs": 2})
+        env = {"INITSTUDY_THREADS": threads}
+        result = run_stage(folder, "train", "--network", "mlp", "--initializer", "glorot_uniform", "--seed", "3",
+                           "--data", str(mnist_dir), "--out", "run", env=env)
+        assert result.returncode == 0, result.stderr
+        outputs[threads] = {name: (folder / "run" / name).read_bytes() for name in ("history.csv", "metrics.json")}
+    assert outputs["1"] == outputs[""]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="thread pools are sized by CPU affinity on Linux")
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_thread_setting_sizes_the_xla_pool(threads):
+    probe = ("import os, collections\n"
+             "from initstudy.backend import use_backend\n"
+             "use_backend('jax')\n"
+             "import jax.numpy as jnp\n"
+             "(jnp.ones((512, 512)) @ jnp.ones((512, 512))).block_until_ready()\n"
+             "tasks = os.listdir('/proc/self/task')\n"
+             "print(sum(open(f'/proc/self/task/{t}/comm').read().strip() == 'tf_XLAEigen' for t in tasks))\n"
+             "print(all(os.sched_getaffinity(int(t)) == os.sched_getaffinity(0) for t in tasks))\n")
+    env = dict(os.environ, INITSTUDY_THREADS=threads)
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    pool, unpinned = result.stdout.split()
+    assert int(pool) == min(int(threads), len(os.sched_getaffinity(0)))
+    assert unpinned == "True"
+
+
+def test_bad_thread_setting_is_refused(tmp_path, mnist_dir):
+    folder = write_params(tmp_path, data={"train_samples": 200, "val_samples": 100})
+    result = run_stage(folder, "train", "--network", "mlp", "--initializer", "zeros", "--seed", "0",
+                       "--data", str(mnist_dir), "--out", "run", env={"INITSTUDY_THREADS": "all"})
+    assert result.returncode == 2 and "INITSTUDY_THREADS='all'" in result.stderr
+
+
+def test_queued_experiments_run_in_parallel_and_match_a_plain_run(origin, tmp_path):
+    workspace = origin.clone(tmp_path / "queue")
+    workspace.env["INITSTUDY_THREADS"] = "1"  # the queue's workers take the environment of `dvc queue start`
+    workspace.run("dvc", "exp", "run", "--queue", "-n", "two-epochs", "-S", "train.epochs=2")
+    workspace.run("dvc", "exp", "run", "--queue", "-n", "seed-five", "-S", "study.seeds=[5]")
+    workspace.run("dvc", "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 600
+    while re.search(r"\b(Queued|Running)\b", status := workspace.run("dvc", "queue", "status").stdout):
+        assert time.monotonic() < deadline, status
+        time.sleep(1)
+    assert re.search(r"two-epochs.*Success", status) and re.search(r"seed-five.*Success", status), status
+
+    shown = workspace.run("dvc", "exp", "show", "--csv", "--drop", ".*[./]|runs").stdout
+    rows = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(shown)) if row["Experiment"]}
+    assert set(rows) == {"two-epochs", "seed-five"}
+    for row in rows.values():
+        assert 0 < float(row["he_normal"]) <= 1 and 0 < float(row["zeros"]) <= 1
+
+    workspace.run("dvc", "exp", "run", "-n", "plain", "-S", "train.epochs=2")
+
+    def diff(a: str, b: str) -> dict:
+        return json.loads(workspace.run("dvc", "metrics", "diff", a, b, "--json",
+                                        "--targets", "metrics/headline", "metrics/summary.json").stdout)
+
+    assert diff("two-epochs", "plain") == {}
+    assert diff("two-epochs", "seed-five")  # the comparison sees a difference where there is one
