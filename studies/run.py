@@ -53,8 +53,6 @@ def run_study(name: str) -> Path:
             (tree / "params.yaml").write_text(yaml.safe_dump(study_params(name), sort_keys=False))
             cache = subprocess.run(["dvc", "cache", "dir"], cwd=ROOT, check=True, capture_output=True, text=True)
             subprocess.run(["dvc", "cache", "dir", "--local", cache.stdout.strip()], cwd=tree, check=True)
-            (ROOT / ".cache").mkdir(exist_ok=True)
-            (tree / ".cache").symlink_to(ROOT / ".cache")  # JAX's compiled programs: the same machine code
             # the stages import the worktree's own package, not the one installed from the repository
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree / "src"), os.environ.get("PYTHONPATH")])))
             subprocess.run(["dvc", "repro"], cwd=tree, env=env, check=True)
