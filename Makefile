@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 # Stage commands call `python`: make it the project's.
 RUN := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1
 
-.PHONY: setup study train test bench vega
+.PHONY: setup study train test bench bench-workers vega
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,9 @@ test: setup
 
 bench: setup
 	$(RUN) $(BIN)/python bench/benchmark.py $(BENCH_ARGS)
+
+bench-workers: setup
+	$(RUN) $(BIN)/python bench/workers.py $(BENCH_ARGS)
 
 # Update the Vega libraries inlined in the report template (versions pinned in plots/vega/package.json).
 vega:
