@@ -2,8 +2,9 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
-# Stage commands call `python`: make it the project's.
-RUN := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1
+# Stage commands call `python`: make it the project's, importing this checkout's package
+# (a worker's clone runs its own code with the environment of another checkout).
+RUN := PATH="$(BIN):$$PATH" PYTHONPATH="$(CURDIR)/src$${PYTHONPATH:+:$$PYTHONPATH}" DVC_NO_ANALYTICS=1
 
 .PHONY: setup study train test bench bench-workers vega
 

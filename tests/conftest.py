@@ -27,6 +27,12 @@ SMALL_STUDY = dict(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory) -> None:
+    """One XLA compilation cache for the session's stages, apart from the user's."""
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("compiled"))
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The folder holding the four official MNIST files (INITSTUDY_DATA_MIRROR or ../shared).

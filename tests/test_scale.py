@@ -19,9 +19,10 @@ import yaml
 
 from conftest import SMALL_STUDY, run_stage, write_params
 from initstudy.shards import parse_shard, share
-from initstudy.workspace import Workspace
+from initstudy.workspace import ROOT, Workspace
 
 BIN = str(Path(sys.executable).parent)  # the Makefile's tools: this interpreter's
+DEPLOY = ROOT / "deploy"
 TRAIN = [f"train@mlp-{init}-{seed}" for init in ("zeros", "he_normal") for seed in (0, 1)]
 
 
@@ -41,12 +42,51 @@ def one_machine(origin) -> Workspace:
     return workspace
 
 
-def start_shard(workspace: Workspace, shard: str, log: Path) -> subprocess.Popen:
-    """`make train SHARD=…` in `workspace`, in its own process group, output to `log`."""
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    """Kill what a test started and left running (when it failed half-way)."""
+    yield
+    for process in STARTED:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    STARTED.clear()
+
+
+def start(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start `command` in its own process group, its output to `log`."""
     with log.open("w") as out:
-        return subprocess.Popen(["make", "train", f"SHARD={shard}", f"BIN={BIN}"], cwd=workspace.path,
-                                env=workspace.env, stdout=out, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+        STARTED.append(subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                        start_new_session=True))
+    return STARTED[-1]
+
+
+def with_environment(workspace: Workspace) -> Workspace:
+    """Give `workspace` the project's environment as `make setup` leaves it: `.venv`, git-ignored."""
+    (workspace.path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    with (workspace.path / ".git" / "info" / "exclude").open("a") as exclude:
+        exclude.write(".venv\n")
+    return workspace
+
+
+def start_slurm_task(submit: Workspace, task: int, tasks: int, log: Path) -> subprocess.Popen:
+    """deploy/slurm.sbatch as SLURM runs task `task`, submitted from `submit` as the script says."""
+    commit = submit.run("git", "rev-parse", "HEAD").stdout.strip()
+    env = dict(submit.env, SLURM_SUBMIT_DIR=str(submit.path), SLURM_ARRAY_JOB_ID="7", SLURM_ARRAY_TASK_ID=str(task),
+               SLURM_CPUS_PER_TASK="1", SHARDS=str(tasks), COMMIT=commit, TMPDIR=str(log.parent))
+    return start(["bash", str(DEPLOY / "slurm.sbatch")], submit.path, env, log)
+
+
+def start_kubernetes_pod(image: Workspace, index: int, pods: int, log: Path) -> subprocess.Popen:
+    """The container of deploy/kubernetes-job.yaml as pod `index` of `pods` runs it, in `image`'s checkout."""
+    job = yaml.safe_load((DEPLOY / "kubernetes-job.yaml").read_text())
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = dict(image.env, **{var["name"]: var["value"] for var in container["env"]})
+    env.update(JOB_COMPLETION_INDEX=str(index), SHARDS=str(pods))
+    return start(container["command"], image.path, env, log)
 
 
 def finish(process: subprocess.Popen, log: Path) -> str:
@@ -65,8 +105,10 @@ def restored(output: str) -> set[str]:
 def results(workspace: Workspace) -> dict[str, bytes]:
     """Every file under metrics/ but the wall-clock timings, which differ from run to run."""
     root = workspace.path / "metrics"
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "timings.csv"}
+    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+             if p.is_file() and p.name != "timings.csv"}
+    assert {"runs.csv", "summary.json", "headline/mlp.json"} <= set(files)
+    return files
 
 
 def remote_objects(remote: Path) -> dict[str, int]:
@@ -110,9 +152,9 @@ def test_two_workers_fill_a_remote_and_a_collaborator_trains_nothing(origin, one
     team = origin.clone(tmp_path / "team")
     team.run("dvc", "remote", "add", "-d", "team", str(remote))
     team.commit("team remote")
-    workers = [team.clone(tmp_path / f"worker{i}") for i in (1, 2)]
-    logs = [tmp_path / f"worker{i}.log" for i in (1, 2)]
-    running = [start_shard(worker, f"{i}/2", log) for i, (worker, log) in enumerate(zip(workers, logs), 1)]
+    with_environment(team)
+    logs = [tmp_path / f"task{i}.log" for i in (1, 2)]
+    running = [start_slurm_task(team, i, 2, log) for i, log in enumerate(logs, 1)]
     outputs = [finish(process, log) for process, log in zip(running, logs)]
     shards = [trained(output) for output in outputs]
     assert shards[0] | shards[1] == set(TRAIN) and not shards[0] & shards[1]
@@ -126,6 +168,24 @@ def test_two_workers_fill_a_remote_and_a_collaborator_trains_nothing(origin, one
     assert results(collaborator) == results(one_machine)
 
 
+def test_a_published_study_is_pulled_not_trained(one_machine, tmp_path):
+    """The README's team workflow: push with the run-cache, commit; a collaborator pulls."""
+    one_machine.run("dvc", "remote", "add", "-d", "team", str(tmp_path / "remote"))
+    one_machine.run("dvc", "push", "--run-cache")
+    one_machine.commit("study results")
+    collaborator = one_machine.clone(tmp_path / "collaborator")
+    collaborator.run("dvc", "pull")
+    assert collaborator.repro() == set()
+    assert "up to date" in collaborator.run("dvc", "status").stdout
+    assert results(collaborator) == results(one_machine)
+
+
+def test_deploy_recipes_are_the_readme_s():
+    readme = (ROOT / "README.md").read_text()
+    for recipe in ("slurm.sbatch", "kubernetes-job.yaml"):
+        assert (DEPLOY / recipe).read_text() in readme
+
+
 def test_killed_worker_leaves_the_remote_consistent(origin, tmp_path):
     remote = tmp_path / "remote"
     team = origin.clone(tmp_path / "team")
@@ -133,7 +193,7 @@ def test_killed_worker_leaves_the_remote_consistent(origin, tmp_path):
     team.commit("team remote")
     first, second = share(TRAIN, 1, 2)
     log = tmp_path / "killed.log"
-    worker = start_shard(team.clone(tmp_path / "killed"), "1/2", log)
+    worker = start_kubernetes_pod(with_environment(team.clone(tmp_path / "killed")), 0, 2, log)
     deadline = time.monotonic() + 600
     while f"Running stage '{second}'" not in log.read_text():
         assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -144,7 +204,7 @@ def test_killed_worker_leaves_the_remote_consistent(origin, tmp_path):
     before = remote_objects(remote)
 
     log = tmp_path / "rerun.log"
-    output = finish(start_shard(team.clone(tmp_path / "rerun"), "1/2", log), log)
+    output = finish(start_kubernetes_pod(with_environment(team.clone(tmp_path / "rerun")), 0, 2, log), log)
     assert restored(output) == {first} and trained(output) == {second}
     after = remote_objects(remote)
     assert {name: after[name] for name in before} == before  # nothing already there was written again
@@ -152,22 +212,28 @@ def test_killed_worker_leaves_the_remote_consistent(origin, tmp_path):
     assert assert_consistent(remote) >= 2
 
 
-def test_workers_sharing_one_cache_need_no_remote(origin, one_machine, tmp_path):
-    cache = tmp_path / "shared-cache"
-    workers = [origin.clone(tmp_path / f"worker{i}") for i in (1, 2)]
-    for worker in workers:
-        worker.run("dvc", "cache", "dir", "--local", str(cache))
-    logs = [tmp_path / f"worker{i}.log" for i in (1, 2)]
-    running = [start_shard(worker, f"{i}/2", log) for i, (worker, log) in enumerate(zip(workers, logs), 1)]
-    assert set().union(*(trained(finish(process, log)) for process, log in zip(running, logs))) == set(TRAIN)
+def readme_block(after: str) -> str:
+    """The first code block of the README after the text `after`."""
+    readme = (ROOT / "README.md").read_text()
+    return re.search(r"```\w*\n(.*?)```", readme[readme.index(after):], re.S)[1]
 
-    gatherer = origin.clone(tmp_path / "gatherer")
-    gatherer.run("dvc", "cache", "dir", "--local", str(cache))
+
+def test_workers_sharing_one_cache_need_no_remote(origin, one_machine, tmp_path):
+    """The README's recipe for several workers on one machine, run as written."""
+    gatherer = with_environment(origin.clone(tmp_path / "gatherer"))
+    gatherer.env["TMPDIR"] = str(tmp_path)  # where the recipe's `mktemp -d` makes the workers' clones
+    output = gatherer.run("bash", "-c", readme_block("**One machine, several workers.**")).stdout
+    assert trained(output) == set(TRAIN)
     output = gatherer.run("dvc", "repro").stdout
     assert not trained(output) and restored(output) == set(TRAIN)
     assert results(gatherer) == results(one_machine)
 
 
+MULTICORE = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 if hasattr(os, "sched_getaffinity") else True,
+                               reason="needs 2 CPUs to compare thread counts")
+
+
+@MULTICORE
 def test_thread_count_does_not_change_results(tmp_path, mnist_dir):
     """One XLA thread or all of them: the same run, bit for bit."""
     outputs = {}
@@ -182,7 +248,7 @@ def test_thread_count_does_not_change_results(tmp_path, mnist_dir):
     assert outputs["1"] == outputs[""]
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="thread pools are sized by CPU affinity on Linux")
+@MULTICORE
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_thread_setting_sizes_the_xla_pool(threads):
     probe = ("import os, collections\n"
@@ -196,7 +262,7 @@ def test_thread_setting_sizes_the_xla_pool(threads):
     env = dict(os.environ, INITSTUDY_THREADS=threads)
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     pool, unpinned = result.stdout.split()
-    assert int(pool) == min(int(threads), len(os.sched_getaffinity(0)))
+    assert int(pool) == int(threads)
     assert unpinned == "True"
 
 
@@ -218,6 +284,10 @@ def test_queued_experiments_run_in_parallel_and_match_a_plain_run(origin, tmp_pa
         assert time.monotonic() < deadline, status
         time.sleep(1)
     assert re.search(r"two-epochs.*Success", status) and re.search(r"seed-five.*Success", status), status
+    workspace.run("dvc", "queue", "stop")
+    while "Worker status: 0 active, 0 idle" not in workspace.run("dvc", "queue", "status").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(1)
 
     shown = workspace.run("dvc", "exp", "show", "--csv", "--drop", ".*[./]|runs").stdout
     rows = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(shown)) if row["Experiment"]}
@@ -225,7 +295,8 @@ def test_queued_experiments_run_in_parallel_and_match_a_plain_run(origin, tmp_pa
     for row in rows.values():
         assert 0 < float(row["he_normal"]) <= 1 and 0 < float(row["zeros"]) <= 1
 
-    workspace.run("dvc", "exp", "run", "-n", "plain", "-S", "train.epochs=2")
+    plain = workspace.run("dvc", "exp", "run", "--force", "-n", "plain", "-S", "train.epochs=2").stdout
+    assert trained(plain) == set(TRAIN)  # trained again, not restored from the queued run's run-cache entries
 
     def diff(a: str, b: str) -> dict:
         return json.loads(workspace.run("dvc", "metrics", "diff", a, b, "--json",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from initstudy.errors import StudyError
@@ -55,6 +57,9 @@ def _size_xla_pool(threads: int) -> None:
     its own, so the CPU mask is narrowed while the client starts; then every thread of the
     process gets the whole mask back: the pool has `threads` threads and is pinned to no CPU.
     """
+    if not hasattr(os, "sched_setaffinity"):
+        warnings.warn(f"{THREADS_ENV} is ignored: this system cannot narrow a process's CPUs", stacklevel=2)
+        return
     allowed = os.sched_getaffinity(0)
     if threads >= len(allowed):
         return
@@ -65,7 +70,8 @@ def _size_xla_pool(threads: int) -> None:
         jax.devices("cpu")
     finally:
         for task in os.listdir("/proc/self/task"):
-            os.sched_setaffinity(int(task), allowed)
+            with contextlib.suppress(ProcessLookupError):  # a thread that has ended since
+                os.sched_setaffinity(int(task), allowed)
 
 
 def compilation_cache() -> Path:

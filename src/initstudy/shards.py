@@ -3,9 +3,9 @@
 The stages are those of `dvc stage list` in the `train` group, in the order dvc.yaml
 lists them, so every worker of the same commit and params draws the same split. Each
 stage of the shard is reproduced with `dvc repro`; when the project has a default DVC
-remote, each trained run is pushed at once, its files first and then its run-cache
-entry, so that the remote never holds an entry without its files and a killed worker
-loses at most the run it was training. Stages whose run another worker or an earlier
+remote, each trained run is pushed at once, its files first and then the run-cache
+entries, so that the remote never holds a training entry without its files and a killed
+worker loses at most the run in progress. Stages whose run another worker or an earlier
 attempt already pushed are restored from the remote (`dvc repro --pull`), not trained.
 
     python -m initstudy.shards 2/4          # or: make train SHARD=2/4
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import re
 import subprocess
+import sys
 
 from initstudy.errors import StudyError, stage_main
 
@@ -32,7 +33,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def dvc(*args: str, capture: bool = False) -> str:
     """Run the dvc CLI in the current directory; stop with its message if it fails."""
-    result = subprocess.run(["dvc", *args], text=True, stdout=subprocess.PIPE if capture else None)
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], text=True,
+                            stdout=subprocess.PIPE if capture else None)
     if result.returncode != 0:
         raise StudyError(f"`dvc {' '.join(args)}` failed (exit status {result.returncode})")
     return result.stdout or ""
@@ -51,7 +53,7 @@ def share(stages: list[str], index: int, count: int) -> list[str]:
 
 def default_remote() -> str | None:
     """The project's default DVC remote, if it has one."""
-    result = subprocess.run(["dvc", "config", "core.remote"], text=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "dvc", "config", "core.remote"], text=True, capture_output=True)
     return (result.stdout.strip() if result.returncode == 0 else "") or None
 
 
