@@ -234,12 +234,13 @@ MULTICORE = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 if hasattr(os, "
 
 
 @MULTICORE
-def test_thread_count_does_not_change_results(tmp_path, mnist_dir):
-    """One XLA thread or all of them: the same run, bit for bit."""
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_thread_count_does_not_change_results(tmp_path, mnist_dir, backend):
+    """One thread or all of them: the same run, bit for bit."""
     outputs = {}
     for threads in ("1", ""):
         folder = write_params(tmp_path / f"threads{threads or 'all'}", data={"train_samples": 2000, "val_samples": 500},
-                              train={"epochs": 2})
+                              train={"epochs": 2, "backend": backend})
         env = {"INITSTUDY_THREADS": threads}
         result = run_stage(folder, "train", "--network", "mlp", "--initializer", "glorot_uniform", "--seed", "3",
                            "--data", str(mnist_dir), "--out", "run", env=env)

@@ -74,7 +74,8 @@ def train_shard(index: int, count: int) -> list[str]:
 
 @stage_main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m initstudy.shards", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("shard", type=parse_shard, help="i/N: this worker's number and the number of workers")
     parser.add_argument("--list", action="store_true", help="only print the shard's stages")
     args = parser.parse_args()
