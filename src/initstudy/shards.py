@@ -31,12 +31,15 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def dvc(*args: str, capture: bool = False) -> str:
-    """Run the dvc CLI in the current directory; stop with its message if it fails."""
+def dvc(*args: str, capture: bool = False, check: bool = True) -> str:
+    """Run the dvc CLI in the current directory and return what it printed if `capture`;
+    if it fails, stop after its message, or return "" where that is allowed (`check=False`)."""
     result = subprocess.run([sys.executable, "-m", "dvc", *args], text=True,
-                            stdout=subprocess.PIPE if capture else None)
+                            stdout=subprocess.PIPE if capture else None, stderr=None if check else subprocess.DEVNULL)
     if result.returncode != 0:
-        raise StudyError(f"`dvc {' '.join(args)}` failed (exit status {result.returncode})")
+        if check:
+            raise StudyError(f"`dvc {' '.join(args)}` failed (exit status {result.returncode})")
+        return ""
     return result.stdout or ""
 
 
@@ -53,11 +56,10 @@ def share(stages: list[str], index: int, count: int) -> list[str]:
 
 def default_remote() -> str | None:
     """The project's default DVC remote, if it has one."""
-    result = subprocess.run([sys.executable, "-m", "dvc", "config", "core.remote"], text=True, capture_output=True)
-    return (result.stdout.strip() if result.returncode == 0 else "") or None
+    return dvc("config", "core.remote", capture=True, check=False).strip() or None
 
 
-def train_shard(index: int, count: int) -> list[str]:
+def train_shard(index: int, count: int) -> None:
     """Reproduce (and, with a default remote, publish) shard `index` of `count`."""
     stages = share(training_stages(), index, count)
     remote = default_remote()
@@ -69,7 +71,6 @@ def train_shard(index: int, count: int) -> list[str]:
             dvc("push", "--run-cache", stage)
         else:
             dvc("repro", stage)
-    return stages
 
 
 @stage_main
