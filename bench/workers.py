@@ -44,7 +44,7 @@ def train(origin: Workspace, scratch: Path, workers: int, threads: int | None) -
     running = [subprocess.Popen(["make", "-s", "train", f"SHARD={i}/{workers}", f"BIN={Path(sys.executable).parent}"],
                                 cwd=clone.path, env=clone.env, stdout=subprocess.DEVNULL)
                for i, clone in enumerate(clones, 1)]
-    if any(process.wait() for process in running):
+    if any([process.wait() for process in running]):  # wait for every worker, then look
         raise RuntimeError(f"a worker of {workers} failed")
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     results = {str(path.relative_to(clone.path)): path.read_bytes() for clone in clones
