@@ -143,6 +143,8 @@ def test_shards_split_the_training_stages_deterministically():
 def test_shard_lists_cover_every_training_stage_once(origin):
     lists = [origin.run("python", "-m", "initstudy.shards", f"{i}/3", "--list").stdout.split() for i in (1, 2, 3)]
     assert sorted(sum(lists, [])) == sorted(TRAIN)
+    idle = origin.run("python", "-m", "initstudy.shards", "5/5").stdout  # more workers than runs
+    assert idle.strip() == "shard 5/5: 0 stage(s)"
     bad = origin.run("make", "-s", "train", "SHARD=4/3", f"BIN={BIN}", check=False)
     assert bad.returncode != 0 and "shard '4/3': expected i/N" in bad.stderr
 

@@ -2,8 +2,8 @@
 
 The stages are those of `dvc stage list` in the `train` group, in the order dvc.yaml
 lists them, so every worker of the same commit and params draws the same split. Each
-stage of the shard is reproduced with `dvc repro`; when the project has a default DVC
-remote, each trained run is pushed at once, its files first and then the run-cache
+stage of the shard is reproduced with `dvc repro`, all in one call; when the project has
+a default DVC remote, one at a time, and each trained run is pushed at once, its files first and then the run-cache
 entries, so that the remote never holds a training entry without its files and a killed
 worker loses at most the run in progress. Stages whose run another worker or an earlier
 attempt already pushed are restored from the remote (`dvc repro --pull`), not trained.
@@ -64,13 +64,15 @@ def train_shard(index: int, count: int) -> None:
     stages = share(training_stages(), index, count)
     remote = default_remote()
     print(f"shard {index}/{count}: {len(stages)} stage(s)" + (f", pushed to remote '{remote}'" if remote else ""))
-    for stage in stages:
-        if remote:
-            dvc("repro", "--pull", stage)
-            dvc("push", stage)
-            dvc("push", "--run-cache", stage)
-        else:
-            dvc("repro", stage)
+    if not stages:
+        return
+    if not remote:  # one `dvc repro` for all: DVC's bookkeeping costs about 1.5 s a call
+        dvc("repro", *stages)
+        return
+    for stage in stages:  # one at a time, each published before the next starts
+        dvc("repro", "--pull", stage)
+        dvc("push", stage)
+        dvc("push", "--run-cache", stage)
 
 
 @stage_main
