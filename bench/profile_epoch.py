@@ -16,7 +16,7 @@ from pathlib import Path
 
 from initstudy.backend import use_backend
 
-use_backend("jax")
+use_backend("jax", "AVX")
 
 import jax  # noqa: E402
 import keras  # noqa: E402

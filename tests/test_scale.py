@@ -256,7 +256,7 @@ def test_thread_count_does_not_change_results(tmp_path, mnist_dir, backend):
 def test_thread_setting_sizes_the_xla_pool(threads):
     probe = ("import os, collections\n"
              "from initstudy.backend import use_backend\n"
-             "use_backend('jax')\n"
+             "use_backend('jax', 'AVX')\n"
              "import jax.numpy as jnp\n"
              "(jnp.ones((512, 512)) @ jnp.ones((512, 512))).block_until_ready()\n"
              "tasks = os.listdir('/proc/self/task')\n"

@@ -101,14 +101,19 @@ def load_tables(runs_dir: Path, runs: list[tuple[str, str, int]], name: str) -> 
     return table[RUN_KEYS + [c for c in table if c not in RUN_KEYS]]
 
 
-def load_timings(runs_dir: Path, runs: list[tuple[str, str, int]]) -> pd.DataFrame:
-    """Each run's wall time per epoch (a row per run and epoch, 1-based), kept apart from the results."""
-    rows = []
-    for network, initializer, seed in runs:
-        timing = json.loads((runs_dir / run_name(network, initializer, seed) / "timing.json").read_text())
-        rows += [{"network": network, "initializer": initializer, "seed": seed, "epoch": epoch, "seconds": seconds}
-                 for epoch, seconds in enumerate(timing["epoch_seconds"], start=1)]
-    return pd.DataFrame(rows, columns=[*RUN_KEYS, "epoch", "seconds"])
+def environments(runs_dir: Path, runs: list[tuple[str, str, int]]) -> list[str]:
+    """A warning per fact of the runs' environment.json files that differs between runs: runs
+    made with other library versions, vector ISAs or BLAS kernels differ in their bits."""
+    seen: dict[str, dict[str, list[str]]] = {}
+    for run in runs:
+        path = runs_dir / run_name(*run) / "environment.json"
+        environment = json.loads(path.read_text()) if path.exists() else {"environment.json": "missing"}
+        for key, value in environment.items():
+            seen.setdefault(key, {}).setdefault(json.dumps(value), []).append(run_name(*run))
+    return [f"the runs were made in different environments: {key} is "
+            + "; ".join(f"{value} in {len(names)} run(s), e.g. {names[0]}" for value, names in values.items())
+            + ("" if sum(map(len, values.values())) == len(runs) else "; missing in the others")
+            for key, values in seen.items() if len(values) > 1 or sum(map(len, values.values())) < len(runs)]
 
 
 def headline(summary: dict[str, Any]) -> dict[str, dict[str, float | None]]:

@@ -1,4 +1,4 @@
-"""Choose the Keras backend before Keras is imported, with its thread count and compilation cache."""
+"""Choose the Keras backend before Keras is imported, with its vector ISA, thread count and compilation cache."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import warnings
 from pathlib import Path
 
 from initstudy.errors import StudyError
+from initstudy.numerics import pin_isa
 
 THREADS_ENV = "INITSTUDY_THREADS"
 
 
-def use_backend(name: str) -> None:
-    """Make `name` the Keras backend of this process; call it before `import keras`.
+def use_backend(name: str, isa: str) -> str:
+    """Make `name` the Keras backend of this process, its compiled code capped at vector ISA
+    `isa` (see numerics.py); call it before `import keras`. Returns the ISA in effect.
 
     On a backend other than TensorFlow, TensorFlow is blocked from import: Keras would
     otherwise import it (several seconds) only to seed it in `set_random_seed`, and no
@@ -26,6 +28,7 @@ def use_backend(name: str) -> None:
         if keras.backend.backend() != name:
             raise RuntimeError(f"Keras already runs on {keras.backend.backend()}, not {name}")
     threads = compute_threads()
+    effective = pin_isa(isa)
     os.environ["KERAS_BACKEND"] = name
     if name != "tensorflow" and "tensorflow" not in sys.modules:
         sys.modules["tensorflow"] = None  # type: ignore[assignment]
@@ -38,6 +41,7 @@ def use_backend(name: str) -> None:
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return effective
 
 
 def compute_threads() -> int | None:

@@ -246,6 +246,10 @@ class ModelParams(_Section):
 
 class TrainParams(_Section):
     backend: Literal["tensorflow", "jax"]
+    # The widest vector instructions the compiled training code may use (numerics.py):
+    # AVX gives the same bits on every x86-64 machine; "native" is faster where the CPU
+    # has FMA, and its bits depend on the CPU.
+    cpu_isa: Literal["SSE4_2", "AVX", "AVX2", "AVX512", "native"]
     optimizer: Literal["adam", "sgd"]
     learning_rate: PositiveReal
     momentum: Real = Field(ge=0, lt=1)

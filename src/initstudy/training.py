@@ -1,26 +1,33 @@
 """Train one model for one (initializer, seed) and record what happened.
 
-The results (history.csv, metrics.json) hold only what the seed and params determine;
-wall-clock times go to timing.json beside them, so a rerun reproduces the results
-file for file.
+A run's outputs hold only what its params and seed determine, so that a retrain on any
+machine the pins of numerics.py cover reproduces them byte for byte, and DVC's hashes
+with them: history.csv, metrics.json, model.keras (saved without its date), probes.csv,
+and environment.json (the versions, backend, vector ISA and BLAS kernels that made the
+bits). Wall-clock times and the CPU go to a log file outside the outputs.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import keras
-
-from initstudy.atomic import write_atomically, write_json, write_text
 import pandas as pd
 
+from initstudy.atomic import write_atomically, write_json, write_text
+from initstudy.backend import compute_threads
 from initstudy.datasets import Split
 from initstudy.diagnostics import LayerProbe
 from initstudy.initialization import initial_model
 from initstudy.models import study_loss
+from initstudy.numerics import cpu_model, environment
 from initstudy.params import Params, ProbeParams, TrainParams
 
 
@@ -107,12 +114,34 @@ def run_metrics(history: dict[str, list[float]]) -> dict[str, Any]:
     }
 
 
+def save_model(model: keras.Model, path: Path) -> None:
+    """Save `model` as Keras does, less the save date in its metadata and its zip entries,
+    so that the same weights give the same bytes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = Path(tmp) / "model.keras"
+        model.save(saved)
+
+        def rewrite(target: Path) -> None:
+            with zipfile.ZipFile(saved) as source, zipfile.ZipFile(target, "w") as archive:
+                for info in source.infolist():
+                    data = source.read(info)
+                    if info.filename == "metadata.json":
+                        metadata = json.loads(data)
+                        metadata.pop("date_saved", None)
+                        data = json.dumps(metadata).encode()
+                    archive.writestr(zipfile.ZipInfo(info.filename), data, compress_type=info.compress_type)
+
+        write_atomically(path, rewrite)
+
+
 def train_run(
-    split: Split, n_classes: int, params: Params, network: str, initializer: str, seed: int, out_dir: Path
+    split: Split, n_classes: int, params: Params, network: str, initializer: str, seed: int, out_dir: Path,
+    log: Path | None = None,
 ) -> dict[str, Any]:
     """Train one model, its network and initializer named by their labels in params.networks
-    and params.initializers; write history.csv, model.keras, timing.json, probes.csv (if
-    params.probes.epochs lists any) and metrics.json (last) to `out_dir`."""
+    and params.initializers; write history.csv, model.keras, environment.json, probes.csv
+    (if params.probes.epochs lists any) and metrics.json (last) to `out_dir`, and the
+    wall-clock times and CPU to `log` if given."""
     out_dir.mkdir(parents=True, exist_ok=True)
     architecture = params.networks[network]
     model = initial_model(split, n_classes, architecture, params.initializers[initializer], seed)
@@ -137,7 +166,10 @@ def train_run(
         write_text(out_dir / "probes.csv", probe.table().to_csv(index=False))
     metrics = {"network": network, "initializer": initializer, "seed": seed}
     metrics |= run_metrics(history.history)
-    write_atomically(out_dir / "model.keras", model.save)
-    write_json(out_dir / "timing.json", {"epoch_seconds": timer.seconds, "fit_seconds": sum(timer.seconds)})
+    save_model(model, out_dir / "model.keras")
+    write_json(out_dir / "environment.json", environment(params.train.backend))
+    if log:
+        write_json(log, {"run": out_dir.name, "cpu": cpu_model(), "threads": compute_threads() or os.cpu_count(),
+                         "fit_seconds": sum(timer.seconds), "epoch_seconds": timer.seconds})
     write_json(out_dir / "metrics.json", metrics)
     return metrics

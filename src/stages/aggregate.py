@@ -1,10 +1,11 @@
 """DVC stage `aggregate`: statistics and analyses per (network, initializer), comparisons across
-networks, per-run and per-epoch tables, the headline metrics, the probes taken during training,
-and the runs' wall times (kept apart from the results)."""
+networks, per-run and per-epoch tables, the headline metrics and the probes taken during
+training; a warning when the runs were made in environments that change their bits."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,10 +14,10 @@ from initstudy.aggregate import (
     across_networks,
     analyze_runs,
     converged_epochs,
+    environments,
     headline,
     load_runs,
     load_tables,
-    load_timings,
     results_table,
     study_runs,
     summarize_study,
@@ -38,6 +39,8 @@ def main() -> None:
     study, analysis = params.study, params.analysis
     every_run = study_runs(study.networks, study.initializers, study.seeds)
     runs, epochs = load_runs(args.runs, every_run)
+    for warning in environments(args.runs, every_run):
+        print(f"warning: {warning}", file=sys.stderr)
     runs = analyze_runs(runs, epochs, analysis.target_accuracy)
     summary = summarize_study(runs, epochs, study.networks, study.initializers, analysis.reference,
                               pd.read_csv(args.init))
@@ -51,7 +54,6 @@ def main() -> None:
     write_json(args.out / "summary.json", summary)
     for network, accuracies in headline(summary).items():
         write_json(args.out / "headline" / f"{network}.json", accuracies)
-    write_text(args.out / "timings.csv", load_timings(args.runs, every_run).to_csv(index=False))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     split = load_split(params.data.name, args.data, params.data.train_samples)  # diagnose reads training images only
-    use_backend(params.train.backend)
+    use_backend(params.train.backend, params.train.cpu_isa)
     from initstudy.diagnostics import diagnose_study  # imports Keras, so only once the backend is set
 
     layers, histograms = diagnose_study(

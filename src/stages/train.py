@@ -19,6 +19,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--data", type=Path, required=True, help="folder of the dataset files")
     parser.add_argument("--out", type=Path, required=True, help="folder for this run's outputs")
+    parser.add_argument("--log", type=Path, required=True,
+                        help="JSON file for what is not a result: wall-clock times and the CPU")
     args = parser.parse_args()
     params = load_params()
     for option, label, catalogue in (("network", args.network, params.networks),
@@ -28,11 +30,11 @@ def main() -> None:
     split = load_split(
         params.data.name, args.data, params.data.train_samples, params.data.val_samples
     )
-    use_backend(params.train.backend)
+    use_backend(params.train.backend, params.train.cpu_isa)
     from initstudy.training import train_run  # imports Keras, so only once the backend is set
 
     classes = DATASETS[params.data.name].classes
-    train_run(split, classes, params, args.network, args.initializer, args.seed, args.out)
+    train_run(split, classes, params, args.network, args.initializer, args.seed, args.out, args.log)
 
 
 if __name__ == "__main__":
