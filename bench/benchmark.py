@@ -16,8 +16,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from initstudy.params import load_params
@@ -40,17 +40,35 @@ def run_measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float,
     return wall, usage.ru_maxrss / 1024, text
 
 
+def clean_env() -> dict[str, str]:
+    """This environment without the project's BLAS pins, for code that does not import the project."""
+    return {key: value for key, value in os.environ.items() if key not in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS")}
+
+
+def child_json(code: str, env: dict[str, str]) -> Any:
+    """Run Python `code` in a fresh process; return the JSON of its last line."""
+    _, _, out = run_measured([sys.executable, "-c", code], ROOT, env)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+MATMUL = """
+import json, time, numpy as np
+a = np.random.default_rng(0).random((128, 784), dtype=np.float32)
+b = np.random.default_rng(1).random((784, 256), dtype=np.float32)
+reps, best = 200, float("inf")
+for _ in range(5):
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    best = min(best, time.perf_counter() - start)
+print(json.dumps(2 * 128 * 784 * 256 * reps / best / 1e9))
+"""
+
+
 def matmul_gflops() -> float:
-    """NumPy's float32 rate on this machine for the model's largest product (128×784 @ 784×256)."""
-    a = np.random.default_rng(0).random((128, 784), dtype=np.float32)
-    b = np.random.default_rng(1).random((784, 256), dtype=np.float32)
-    reps, best = 200, float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * 128 * 784 * 256 * reps / best / 1e9
+    """NumPy's float32 rate on this machine for the model's largest product (128×784 @ 784×256),
+    with the kernel OpenBLAS picks for this CPU (the project pins another one for its QRs)."""
+    return child_json(MATMUL, clean_env())
 
 
 def model_gflop_per_epoch(sizes: list[int], n_train: int, n_val: int) -> float:
@@ -77,8 +95,8 @@ def project_epochs(folder: Path, data: Path) -> tuple[list[float], float, float,
     """The train stage as DVC runs it: per-epoch seconds, val accuracy, stage wall and peak MiB."""
     wall, peak, _ = run_measured(
         [sys.executable, str(STAGES / "train.py"), "--network", "mlp", "--initializer", "glorot_uniform", "--seed", "0",
-         "--data", str(data), "--out", "run"], folder, command_env(folder))
-    seconds = json.loads((folder / "run/timing.json").read_text())["epoch_seconds"]
+         "--data", str(data), "--out", "run", "--log", "log.json"], folder, command_env(folder))
+    seconds = json.loads((folder / "log.json").read_text())["epoch_seconds"]
     return seconds, float(pd.read_csv(folder / "run/history.csv").val_accuracy.iloc[-1]), wall, peak
 
 
@@ -166,6 +184,67 @@ def epoch_section(data: Path, epochs: int, rounds: int, scratch: Path) -> list[s
     return lines
 
 
+QR = """
+import hashlib, json, os, sys, time
+os.environ["KERAS_BACKEND"] = "jax"
+sys.modules["tensorflow"] = None
+import keras, numpy as np
+from threadpoolctl import threadpool_info
+keras.utils.set_random_seed(0)
+init = keras.initializers.Orthogonal()
+first = np.asarray(init((784, 256)))
+start = time.perf_counter()
+for _ in range(20):
+    np.asarray(init((784, 256)))
+print(json.dumps({"seconds": (time.perf_counter() - start) / 20, "sha": hashlib.sha256(first.tobytes()).hexdigest(),
+                  "kernel": sorted({lib.get("architecture") for lib in threadpool_info()})}))
+"""
+
+
+def pins_section(data: Path, epochs: int, rounds: int, scratch: Path) -> list[str]:
+    """What each pin of numerics.py costs: the orthogonal QR on the pinned OpenBLAS kernel
+    against the CPU's own, and the JAX epoch at each train.cpu_isa, interleaved over rounds."""
+    from initstudy.numerics import BLAS_KERNEL
+
+    qr: dict[str, list[dict]] = {"CPU's own": [], BLAS_KERNEL: []}
+    for _ in range(rounds):
+        for kernel in qr:
+            env = clean_env() | {"OPENBLAS_NUM_THREADS": "1"}
+            qr[kernel].append(child_json(QR, env if kernel == "CPU's own" else env | {"OPENBLAS_CORETYPE": kernel}))
+    own = statistics.median(run["seconds"] for run in qr["CPU's own"])
+    lines = ["`keras.initializers.Orthogonal()((784, 256))` on JAX, seed 0, one OpenBLAS thread, "
+             f"mean of 20 draws, median of {rounds} rounds:", "",
+             "| OpenBLAS kernel | ms per draw | × CPU's own | sha256 of the draw |", "|---|---|---|---|"]
+    for kernel, runs in qr.items():
+        seconds = statistics.median(run["seconds"] for run in runs)
+        lines.append(f"| {kernel} ({', '.join(runs[0]['kernel'])}) | {seconds * 1e3:.1f} | {seconds / own:.2f} | "
+                     f"{runs[0]['sha'][:12]} |")
+    isas = ["AVX", "native", "SSE4_2"]
+    for isa in isas:
+        (scratch / isa).mkdir()
+        (scratch / isa / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+        update_params(scratch / isa / "params.yaml", train={"epochs": epochs, "cpu_isa": isa})
+    runs: dict[str, list[dict]] = {isa: [] for isa in isas}
+    for _ in range(rounds):
+        for isa in isas:
+            times, acc, _, _ = project_epochs(scratch / isa, data)
+            history = (scratch / isa / "run" / "history.csv").read_bytes()
+            runs[isa].append({"steady": median_steady(times), "acc": acc, "history": history,
+                              "isa": json.loads((scratch / isa / "run" / "environment.json").read_text())["cpu_isa"]})
+    native = [run["steady"] for run in runs["native"]]
+    lines += ["", f"The JAX epoch of the default model at each `train.cpu_isa`, {epochs} epochs per run, {rounds} "
+              "rounds (the settings in turn each round); steady = median of epochs 2.., ratio to native in the same round:",
+              "", "| train.cpu_isa (in effect) | steady epoch (s) | × native | final val acc | history.csv |",
+              "|---|---|---|---|---|"]
+    for isa in isas:
+        steady = [run["steady"] for run in runs[isa]]
+        same = "the same bytes as AVX" if runs[isa][0]["history"] == runs["AVX"][0]["history"] else "differs from AVX"
+        lines.append(f"| {isa} ({runs[isa][0]['isa']}) | {spread(steady, '.3f')} | "
+                     f"**{spread([a / b for a, b in zip(steady, native)], '.2f')}×** | {runs[isa][0]['acc']:.4f} | "
+                     f"{'–' if isa == 'AVX' else same} |")
+    return lines
+
+
 def stage_section() -> list[str]:
     """No-op repro of this repo, and the aggregate and plotting stages on its results."""
     env = command_env(ROOT.parent)
@@ -230,6 +309,7 @@ def main() -> None:
     parser.add_argument("--study-seeds", type=int, nargs="+",
                         help="seeds of the whole-study comparison (default: the study's, all of it)")
     parser.add_argument("--skip-study", action="store_true", help="skip the whole-study comparison")
+    parser.add_argument("--only-pins", action="store_true", help="measure only the cost of the numerics pins")
     args = parser.parse_args()
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -237,9 +317,12 @@ def main() -> None:
              f"Python {platform.python_version()}.", ""]
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        lines += epoch_section(args.data, args.epochs, args.rounds, scratch) + [""]
-        lines += stage_section() + [""]
-        if not args.skip_study:
+        if not args.only_pins:
+            lines += epoch_section(args.data, args.epochs, args.rounds, scratch) + [""]
+        lines += pins_section(args.data, args.epochs, args.rounds, scratch) + [""]
+        if not args.only_pins:
+            lines += stage_section() + [""]
+        if not (args.skip_study or args.only_pins):
             seeds = args.study_seeds or load_params(ROOT / "params.yaml").study.seeds
             lines += study_section(args.data, seeds, scratch)
     print("\n".join(lines))

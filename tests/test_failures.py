@@ -339,7 +339,7 @@ def test_a_broken_data_file_is_named_by_the_train_stage(tmp_path: Path, mnist_di
     shutil.copytree(mnist_dir, data)
     broken(data)
     folder = write_params(tmp_path / "work")
-    result = run_stage(folder, "train", "--network", "mlp", "--initializer", "zeros", "--seed", "0", "--data", str(data), "--out", "run")
+    result = run_stage(folder, "train", "--network", "mlp", "--initializer", "zeros", "--seed", "0", "--data", str(data), "--out", "run", "--log", "log.json")
     assert result.returncode == 2
     assert message in result.stderr and str(data) in result.stderr
     assert "Traceback" not in result.stderr and not (folder / "run").exists()
@@ -366,7 +366,7 @@ def test_the_largest_seed_trains(tmp_path: Path, mnist_dir: Path) -> None:
     """study.seeds takes seeds up to 2**32 - 1, and each of them trains."""
     folder = write_params(tmp_path, data={"train_samples": 500, "val_samples": 100}, train={"epochs": 1})
     result = run_stage(folder, "train", "--network", "mlp", "--initializer", "he_normal", "--seed", str(2**32 - 1),
-                       "--data", str(mnist_dir), "--out", "run")
+                       "--data", str(mnist_dir), "--out", "run", "--log", "log.json")
     assert result.returncode == 0, result.stderr
     assert json.loads((folder / "run/metrics.json").read_text())["seed"] == 2**32 - 1
 

@@ -42,6 +42,18 @@ def one_machine(origin) -> Workspace:
     return workspace
 
 
+@pytest.fixture(scope="module")
+def published(origin, one_machine) -> Workspace:
+    """The study as main holds the committed ones: its dvc.lock, metrics and plots committed,
+    its outputs in the author's cache only (no remote)."""
+    workspace = origin.clone(origin.path.parent / "published")
+    workspace.run("dvc", "cache", "dir", "--local", str(one_machine.path / ".dvc" / "cache"))
+    assert not workspace.repro("train")  # the author's runs, from the cache
+    workspace.repro()
+    workspace.commit("study results")
+    return workspace
+
+
 STARTED: list[subprocess.Popen] = []
 
 
@@ -103,10 +115,9 @@ def restored(output: str) -> set[str]:
 
 
 def results(workspace: Workspace) -> dict[str, bytes]:
-    """Every file under metrics/ but the wall-clock timings, which differ from run to run."""
+    """Every file under metrics/."""
     root = workspace.path / "metrics"
-    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-             if p.is_file() and p.name != "timings.csv"}
+    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
     assert {"runs.csv", "summary.json", "headline/mlp.json"} <= set(files)
     return files
 
@@ -220,15 +231,30 @@ def readme_block(after: str) -> str:
     return re.search(r"```\w*\n(.*?)```", readme[readme.index(after):], re.S)[1]
 
 
-def test_workers_sharing_one_cache_need_no_remote(origin, one_machine, tmp_path):
-    """The README's recipe for several workers on one machine, run as written."""
-    gatherer = with_environment(origin.clone(tmp_path / "gatherer"))
+def test_a_fresh_clone_retrains_the_committed_bytes_and_shares_them_through_a_remote(published, tmp_path):
+    """Retraining a committed study on another machine reproduces the md5s of its dvc.lock, so
+    what one clone pushes, another pulls: `dvc pull && dvc repro` then trains nothing."""
+    retrainer = published.clone(tmp_path / "retrainer")  # its own, empty cache: everything is trained
+    assert set(TRAIN) <= retrainer.repro()
+    assert retrainer.run("git", "status", "--porcelain").stdout == ""  # dvc.lock, metrics, plots: the same bytes
+    for workspace in (retrainer, collaborator := published.clone(tmp_path / "collaborator")):
+        workspace.run("dvc", "remote", "add", "--local", "-d", "team", str(tmp_path / "remote"))
+    retrainer.run("dvc", "push")
+    collaborator.run("dvc", "pull")
+    assert collaborator.repro() == set()
+    assert results(collaborator) == results(published)
+
+
+def test_workers_sharing_one_cache_need_no_remote(published, tmp_path):
+    """The README's recipe for several workers on one machine, run as written on a committed study."""
+    gatherer = with_environment(published.clone(tmp_path / "gatherer"))
     gatherer.env["TMPDIR"] = str(tmp_path)  # where the recipe's `mktemp -d` makes the workers' clones
     output = gatherer.run("bash", "-c", readme_block("**One machine, several workers.**")).stdout
     assert trained(output) == set(TRAIN)
     output = gatherer.run("dvc", "repro").stdout
-    assert not trained(output) and restored(output) == set(TRAIN)
-    assert results(gatherer) == results(one_machine)
+    assert not trained(output), output
+    assert gatherer.run("git", "status", "--porcelain").stdout == ""
+    assert results(gatherer) == results(published)
 
 
 MULTICORE = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 if hasattr(os, "sched_getaffinity") else True,
@@ -245,7 +271,7 @@ def test_thread_count_does_not_change_results(tmp_path, mnist_dir, backend):
                               train={"epochs": 2, "backend": backend})
         env = {"INITSTUDY_THREADS": threads}
         result = run_stage(folder, "train", "--network", "mlp", "--initializer", "glorot_uniform", "--seed", "3",
-                           "--data", str(mnist_dir), "--out", "run", env=env)
+                           "--data", str(mnist_dir), "--out", "run", "--log", "log.json", env=env)
         assert result.returncode == 0, result.stderr
         outputs[threads] = {name: (folder / "run" / name).read_bytes() for name in ("history.csv", "metrics.json")}
     assert outputs["1"] == outputs[""]
@@ -272,7 +298,7 @@ def test_thread_setting_sizes_the_xla_pool(threads):
 def test_bad_thread_setting_is_refused(tmp_path, mnist_dir):
     folder = write_params(tmp_path, data={"train_samples": 200, "val_samples": 100})
     result = run_stage(folder, "train", "--network", "mlp", "--initializer", "zeros", "--seed", "0",
-                       "--data", str(mnist_dir), "--out", "run", env={"INITSTUDY_THREADS": "all"})
+                       "--data", str(mnist_dir), "--out", "run", "--log", "log.json", env={"INITSTUDY_THREADS": "all"})
     assert result.returncode == 2 and "INITSTUDY_THREADS='all'" in result.stderr
 
 

@@ -23,9 +23,10 @@ def small_params(tmp: Path, **train: object):
     return load_params(write_params(tmp, train={"epochs": 2, **train}) / "params.yaml")
 
 
-def results(run_dir: Path) -> tuple[bytes, bytes]:
-    """A run's result files, byte for byte (wall-clock times live apart, in timing.json)."""
-    return (run_dir / "metrics.json").read_bytes(), (run_dir / "history.csv").read_bytes()
+def results(run_dir: Path) -> tuple[bytes, ...]:
+    """A run's output files, byte for byte (wall-clock times live apart, in its log)."""
+    return tuple((run_dir / name).read_bytes() for name in ("metrics.json", "history.csv", "model.keras",
+                                                            "environment.json"))
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +43,20 @@ def test_same_seed_gives_bit_identical_results(small_split, tmp_path: Path) -> N
 
 
 def test_run_writes_history_model_and_metrics(small_split, tmp_path: Path) -> None:
-    metrics = train_run(small_split, 10, small_params(tmp_path), "mlp", "glorot_uniform", 0, tmp_path / "run")
+    log = tmp_path / "logs" / "run.json"
+    metrics = train_run(small_split, 10, small_params(tmp_path), "mlp", "glorot_uniform", 0, tmp_path / "run", log)
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert list(history.columns) == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
     assert len(history) == 2
-    timing = json.loads((tmp_path / "run" / "timing.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "environment.json", "history.csv", "metrics.json", "model.keras"]
+    timing = json.loads(log.read_text())
+    assert timing["run"] == "run" and timing["cpu"] and timing["threads"] >= 1
     assert len(timing["epoch_seconds"]) == 2 and min(timing["epoch_seconds"]) > 0
     assert timing["fit_seconds"] == pytest.approx(sum(timing["epoch_seconds"]))
+    environment = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert environment["backend"] == "jax" and environment["keras"] == keras.__version__
+    assert {"numpy", "jax", "jaxlib", "cpu_isa", "blas_kernels", "machine"} <= set(environment)
     assert not {"wall_seconds", "epoch_seconds"} & set(metrics)
     assert metrics["final_val_accuracy"] == pytest.approx(history.val_accuracy.iloc[-1])
     assert metrics["best_val_accuracy"] == pytest.approx(history.val_accuracy.max())
@@ -124,7 +132,7 @@ def test_a_jax_train_stage_never_imports_tensorflow(mnist_dir: Path, tmp_path: P
              "print('imported:', sorted(m for m in ('tensorflow', 'jax') if sys.modules.get(m)))")
     result = subprocess.run(
         [sys.executable, "-c", probe, str(ROOT / "src/stages/train.py"), "--network", "mlp", "--initializer", "he_normal",
-         "--seed", "0", "--data", str(mnist_dir), "--out", "run"],
+         "--seed", "0", "--data", str(mnist_dir), "--out", "run", "--log", "log.json"],
         cwd=tmp_path, env=command_env(tmp_path), capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
@@ -138,7 +146,7 @@ def test_backends_differ_in_random_streams_only(mnist_dir: Path, tmp_path: Path)
         folder = write_params(tmp_path / backend, data={"train_samples": 2000, "val_samples": 500},
                               train={"epochs": 2, "backend": backend})
         result = run_stage(folder, "train", "--network", "mlp", "--initializer", "he_normal", "--seed", "0",
-                           "--data", str(mnist_dir), "--out", "run")
+                           "--data", str(mnist_dir), "--out", "run", "--log", "log.json")
         assert result.returncode == 0, result.stderr
         metrics[backend] = json.loads((folder / "run" / "metrics.json").read_text())
     assert metrics["tensorflow"] != metrics["jax"]

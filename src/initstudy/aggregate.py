@@ -105,15 +105,20 @@ def environments(runs_dir: Path, runs: list[tuple[str, str, int]]) -> list[str]:
     """A warning per fact of the runs' environment.json files that differs between runs: runs
     made with other library versions, vector ISAs or BLAS kernels differ in their bits."""
     seen: dict[str, dict[str, list[str]]] = {}
-    for run in runs:
-        path = runs_dir / run_name(*run) / "environment.json"
-        environment = json.loads(path.read_text()) if path.exists() else {"environment.json": "missing"}
-        for key, value in environment.items():
-            seen.setdefault(key, {}).setdefault(json.dumps(value), []).append(run_name(*run))
-    return [f"the runs were made in different environments: {key} is "
-            + "; ".join(f"{value} in {len(names)} run(s), e.g. {names[0]}" for value, names in values.items())
-            + ("" if sum(map(len, values.values())) == len(runs) else "; missing in the others")
-            for key, values in seen.items() if len(values) > 1 or sum(map(len, values.values())) < len(runs)]
+    names = [run_name(*run) for run in runs]
+    missing = [name for name in names if not (runs_dir / name / "environment.json").exists()]
+    for name in names:
+        if name not in missing:
+            for key, value in json.loads((runs_dir / name / "environment.json").read_text()).items():
+                seen.setdefault(key, {}).setdefault(json.dumps(value), []).append(name)
+    warnings = [f"{len(missing)} run(s) record no environment.json, e.g. {missing[0]}"] if missing else []
+    for key, values in seen.items():
+        unset = len(runs) - len(missing) - sum(map(len, values.values()))
+        if len(values) > 1 or unset:
+            warnings.append(f"the runs were made in different environments: {key} is "
+                            + "; ".join(f"{value} in {len(names)} run(s), e.g. {names[0]}" for value, names in values.items())
+                            + (f"; not recorded in {unset} run(s)" if unset else ""))
+    return warnings
 
 
 def headline(summary: dict[str, Any]) -> dict[str, dict[str, float | None]]:
