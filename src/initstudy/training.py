@@ -114,9 +114,21 @@ def run_metrics(history: dict[str, list[float]]) -> dict[str, Any]:
     }
 
 
+def _renumber_shared_objects(config: Any, ids: dict[int, int]) -> Any:
+    """`config` with each `shared_object_id` (Keras writes the object's memory address) replaced
+    by its rank of first appearance, which keeps the sharing and drops the address."""
+    if isinstance(config, dict):
+        return {key: ids.setdefault(value, len(ids) + 1) if key == "shared_object_id"
+                else _renumber_shared_objects(value, ids) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_renumber_shared_objects(value, ids) for value in config]
+    return config
+
+
 def save_model(model: keras.Model, path: Path) -> None:
-    """Save `model` as Keras does, less the save date in its metadata and its zip entries,
-    so that the same weights give the same bytes."""
+    """Save `model` as Keras does, less what differs from one save to the next: the date in
+    its metadata and zip entries, and the memory addresses that mark shared objects in its
+    config. The same weights give the same bytes."""
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "model.keras"
         model.save(saved)
@@ -129,6 +141,8 @@ def save_model(model: keras.Model, path: Path) -> None:
                         metadata = json.loads(data)
                         metadata.pop("date_saved", None)
                         data = json.dumps(metadata).encode()
+                    elif info.filename == "config.json":
+                        data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode()
                     archive.writestr(zipfile.ZipInfo(info.filename), data, compress_type=info.compress_type)
 
         write_atomically(path, rewrite)
