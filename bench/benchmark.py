@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from initstudy.numerics import BLAS_KERNEL, cpu_model
 from initstudy.params import load_params
 from initstudy.workspace import ROOT, Workspace, command_env, update_params
 
@@ -204,8 +205,6 @@ print(json.dumps({"seconds": (time.perf_counter() - start) / 20, "sha": hashlib.
 def pins_section(data: Path, epochs: int, rounds: int, scratch: Path) -> list[str]:
     """What each pin of numerics.py costs: the orthogonal QR on the pinned OpenBLAS kernel
     against the CPU's own, and the JAX epoch at each train.cpu_isa, interleaved over rounds."""
-    from initstudy.numerics import BLAS_KERNEL
-
     qr: dict[str, list[dict]] = {"CPU's own": [], BLAS_KERNEL: []}
     for _ in range(rounds):
         for kernel in qr:
@@ -311,8 +310,7 @@ def main() -> None:
     parser.add_argument("--skip-study", action="store_true", help="skip the whole-study comparison")
     parser.add_argument("--only-pins", action="store_true", help="measure only the cost of the numerics pins")
     args = parser.parse_args()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     lines = [f"Benchmark of {time.strftime('%Y-%m-%d %H:%M')}: {os.cpu_count()} cores ({cpu}), "
              f"Python {platform.python_version()}.", ""]
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import run_stage, write_params
 from initstudy.aggregate import environments
-from initstudy.numerics import ISA_LEVELS, cpu_isa, effective_isa, pin_isa
+from initstudy.numerics import ISA_LEVELS, ONEDNN_ISA, cpu_isa, effective_isa, pin_isa
 from initstudy.workspace import ROOT, command_env
 
 # Every catalogue initializer's default network at seed 0, hashed; the kernels OpenBLAS runs.
@@ -25,12 +25,12 @@ from initstudy.datasets import load_split
 from initstudy.params import load_params
 use_backend("jax", "AVX")
 from initstudy.initialization import initial_model
-from initstudy.numerics import blas_kernels
+from initstudy.numerics import environment
 params = load_params(Path(sys.argv[1]))
 split = load_split("mnist", Path(sys.argv[2]), train_samples=600, val_samples=10)
 hashes = {label: hashlib.sha256(b"".join(w.tobytes() for w in initial_model(
     split, 10, params.networks["mlp"], spec, 0).get_weights())).hexdigest() for label, spec in params.initializers.items()}
-print(json.dumps({"kernels": blas_kernels(), "hashes": hashes}))
+print(json.dumps({"kernels": environment("jax")["blas_kernels"], "hashes": hashes}))
 """
 # OpenBLAS kernels this CPU can run, by the ISA each needs.
 KERNELS = {"Prescott": "SSE4_2", "Nehalem": "SSE4_2", "Sandybridge": "AVX", "Haswell": "AVX2"}
@@ -40,8 +40,9 @@ RUNNABLE = [kernel for kernel, isa in KERNELS.items()
 
 @pytest.mark.skipif(len(RUNNABLE) < 3, reason="needs an x86-64 CPU that runs three OpenBLAS kernels")
 def test_every_initializer_draws_the_same_bytes_under_any_blas_kernel(mnist_dir: Path) -> None:
-    """A host that sets OPENBLAS_CORETYPE, or whose CPU makes OpenBLAS pick another kernel,
-    draws the same weights: the QR of orthogonal and LSUV runs on the pinned kernel."""
+    """A host that sets OPENBLAS_CORETYPE, as OpenBLAS would pick a kernel on another CPU: the
+    package overrides it, so orthogonal's QR and LSUV run on the pinned kernel and every
+    initializer draws the same bytes (without the pin, orthogonal's differ)."""
     drawn = {}
     for kernel in RUNNABLE:
         env = dict(command_env(ROOT.parent), OPENBLAS_CORETYPE=kernel)
@@ -58,10 +59,13 @@ def test_every_initializer_draws_the_same_bytes_under_any_blas_kernel(mnist_dir:
 
 def train_with_cap(folder: Path, mnist_dir: Path, backend: str, cap: str | None, cpu_isa_param: str = "AVX"
                    ) -> dict[str, bytes]:
-    """One short run, its compiled code capped by the host at `cap` (None: this CPU as it is)."""
+    """One short run, its compiled code capped by the host at `cap` (None: this CPU as it is),
+    compiled afresh as on another machine (a compilation cache of its own)."""
     write_params(folder, data={"train_samples": 2000, "val_samples": 500},
                  train={"epochs": 2, "backend": backend, "cpu_isa": cpu_isa_param})
-    env = {"XLA_FLAGS": f"--xla_cpu_max_isa={cap}" if cap else ""}
+    env = {"XLA_FLAGS": "", "JAX_COMPILATION_CACHE_DIR": str(folder / "compiled")}
+    if cap:
+        env |= {"XLA_FLAGS": f"--xla_cpu_max_isa={cap}"} if backend == "jax" else {"ONEDNN_MAX_CPU_ISA": ONEDNN_ISA[cap]}
     result = run_stage(folder, "train", "--network", "mlp", "--initializer", "he_normal", "--seed", "0",
                        "--data", str(mnist_dir), "--out", "run", "--log", "log.json", env=env)
     assert result.returncode == 0, result.stderr
@@ -83,17 +87,25 @@ def test_a_run_is_the_same_bits_on_cpus_with_other_vector_isas(tmp_path: Path, m
     assert native["history.csv"] != here["history.csv"]  # FMA and wider vectors round otherwise
 
 
+@pytest.mark.skipif(cpu_isa() is None, reason="the pins apply on x86-64 only")
 def test_the_isa_in_effect_is_the_lowest_of_param_host_cap_and_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1 --xla_cpu_max_isa=SSE4_2")
-    assert effective_isa("AVX") == "SSE4_2"  # a host that caps lower keeps its cap
-    assert pin_isa("AVX") == "SSE4_2"
-    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1 --xla_cpu_max_isa=AVX512")
-    if cpu_isa() in ("AVX", "AVX2", "AVX512"):
-        assert pin_isa("AVX") == "AVX"
-        assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=1 --xla_cpu_max_isa=AVX"
-        assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX"
-    monkeypatch.delenv("XLA_FLAGS")
-    assert effective_isa("native") == (cpu_isa() or "native")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1 --xla_cpu_max_isa=sse4_2")
+    assert effective_isa("AVX", "jax") == "SSE4_2"  # a host that caps lower keeps its cap, in any case
+    pin_isa("AVX", "jax")
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=1 --xla_cpu_max_isa=SSE4_2"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX512")
+    pin_isa("AVX", "jax")
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_max_isa=AVX"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX512_VNNI")
+    pin_isa("native", "jax")  # native leaves the host's settings alone
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_max_isa=AVX512_VNNI"
+    assert effective_isa("native", "jax") == cpu_isa()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")  # oneDNN's name of a level above them all
+    pin_isa("AVX", "tensorflow")
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
+    assert effective_isa("AVX", "tensorflow") == "SSE4_2"  # only oneDNN's cap counts on TensorFlow
+    assert effective_isa("AVX", "jax") == "AVX"
 
 
 def write_run(folder: Path, environment: dict | None) -> None:

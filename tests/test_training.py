@@ -119,7 +119,7 @@ def test_train_stage_is_reproducible_on_each_backend(mnist_dir: Path, tmp_path: 
     cache = tmp_path / "compiled"
     for name in ("a", "b"):
         result = run_stage(tmp_path, "train", "--network", "mlp", "--initializer", "lecun_uniform", "--seed", "3",
-                           "--data", str(mnist_dir), "--out", name, env={"JAX_COMPILATION_CACHE_DIR": str(cache)})
+                           "--data", str(mnist_dir), "--out", name, "--log", f"{name}.json", env={"JAX_COMPILATION_CACHE_DIR": str(cache)})
         assert result.returncode == 0, result.stderr
     assert results(tmp_path / "a") == results(tmp_path / "b")
     if backend == "jax":  # the second run loaded the first one's compiled programs

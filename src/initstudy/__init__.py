@@ -1,8 +1,8 @@
 """A reproducible DVC study of neural-network weight initializers."""
 
-from initstudy.numerics import pin_blas
+from initstudy.numerics import pin_numpy
 
-# Before NumPy and SciPy load OpenBLAS: one thread and one kernel on every machine
-# (see numerics.py). Training runs in XLA, not here; initialization.py also limits the
-# threads at run time, for processes that loaded NumPy before this package.
-pin_blas()
+# Before NumPy and SciPy load: one OpenBLAS thread and kernel, and NumPy's baseline loops,
+# on every machine (see numerics.py). initialization.py also limits the BLAS threads at run
+# time, for processes that loaded NumPy before this package.
+pin_numpy()

@@ -109,14 +109,22 @@ def environments(runs_dir: Path, runs: list[tuple[str, str, int]]) -> list[str]:
     missing = [name for name in names if not (runs_dir / name / "environment.json").exists()]
     for name in names:
         if name not in missing:
-            for key, value in json.loads((runs_dir / name / "environment.json").read_text()).items():
+            path = runs_dir / name / "environment.json"
+            try:
+                environment = json.loads(path.read_text())
+                facts = environment.items()
+            except (ValueError, AttributeError):
+                raise StudyError(f"{path}: not a JSON object of facts; retrain the run with `dvc repro --force "
+                                 f"train@{name}`") from None
+            for key, value in facts:
                 seen.setdefault(key, {}).setdefault(json.dumps(value), []).append(name)
     warnings = [f"{len(missing)} run(s) record no environment.json, e.g. {missing[0]}"] if missing else []
     for key, values in seen.items():
         unset = len(runs) - len(missing) - sum(map(len, values.values()))
         if len(values) > 1 or unset:
             warnings.append(f"the runs were made in different environments: {key} is "
-                            + "; ".join(f"{value} in {len(names)} run(s), e.g. {names[0]}" for value, names in values.items())
+                            + "; ".join(f"{value} in {len(runs_with)} run(s), e.g. {runs_with[0]}"
+                                        for value, runs_with in values.items())
                             + (f"; not recorded in {unset} run(s)" if unset else ""))
     return warnings
 

@@ -14,9 +14,9 @@ from initstudy.numerics import pin_isa
 THREADS_ENV = "INITSTUDY_THREADS"
 
 
-def use_backend(name: str, isa: str) -> str:
+def use_backend(name: str, isa: str) -> None:
     """Make `name` the Keras backend of this process, its compiled code capped at vector ISA
-    `isa` (see numerics.py); call it before `import keras`. Returns the ISA in effect.
+    `isa` (see numerics.py); call it before `import keras`.
 
     On a backend other than TensorFlow, TensorFlow is blocked from import: Keras would
     otherwise import it (several seconds) only to seed it in `set_random_seed`, and no
@@ -28,7 +28,7 @@ def use_backend(name: str, isa: str) -> str:
         if keras.backend.backend() != name:
             raise RuntimeError(f"Keras already runs on {keras.backend.backend()}, not {name}")
     threads = compute_threads()
-    effective = pin_isa(isa)
+    pin_isa(isa, name)
     os.environ["KERAS_BACKEND"] = name
     if name != "tensorflow" and "tensorflow" not in sys.modules:
         sys.modules["tensorflow"] = None  # type: ignore[assignment]
@@ -41,7 +41,6 @@ def use_backend(name: str, isa: str) -> str:
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-    return effective
 
 
 def compute_threads() -> int | None:

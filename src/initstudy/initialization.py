@@ -56,6 +56,7 @@ def initial_model(split: Split, n_classes: int, model: ModelParams, spec: InitSp
     start) runs in LAPACK, whose blocked algorithm rounds differently with each thread
     count, so the same seed would otherwise give other weights on a machine with other cores.
     """
+    keras.backend.clear_session()  # layer names restart, as in a fresh process
     keras.utils.set_random_seed(seed)
     with BLAS.limit(limits=1, user_api="blas"):
         network = build_model(split.x_train.shape[1:], n_classes, model, spec)

@@ -8,8 +8,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from initstudy.aggregate import (
     across_networks,
     analyze_runs,
@@ -25,6 +23,8 @@ from initstudy.aggregate import (
 from initstudy.atomic import write_json, write_text
 from initstudy.errors import stage_main
 from initstudy.params import load_params
+
+import pandas as pd  # after initstudy, which pins NumPy's code paths before it loads
 
 
 @stage_main

@@ -8,8 +8,6 @@ import argparse
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from initstudy.atomic import write_text
 from initstudy.errors import stage_main
 from initstudy.params import load_params
@@ -25,6 +23,8 @@ from initstudy.plotting import (
     seeds,
     uniform_vs_normal,
 )
+
+import pandas as pd  # after initstudy, which pins NumPy's code paths before it loads
 
 
 @stage_main

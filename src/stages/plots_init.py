@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
 from initstudy.errors import stage_main
 from initstudy.params import load_params
 from initstudy.plotting import init_layers, init_weights, labelled
+
+import pandas as pd  # after initstudy, which pins NumPy's code paths before it loads
 
 
 @stage_main
