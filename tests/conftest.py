@@ -18,7 +18,7 @@ from initstudy.numerics import pin_isa
 from initstudy.workspace import ROOT, command_env, update_params
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-pin_isa("AVX", "jax")  # the default of train.cpu_isa, for what the tests train in this process
+pin_isa("AVX")  # the default of train.cpu_isa, for what the tests train in this process
 
 # The small study every pipeline test starts from.
 SMALL_STUDY = dict(

@@ -28,7 +28,7 @@ def use_backend(name: str, isa: str) -> None:
         if keras.backend.backend() != name:
             raise RuntimeError(f"Keras already runs on {keras.backend.backend()}, not {name}")
     threads = compute_threads()
-    pin_isa(isa, name)
+    pin_isa(isa)
     os.environ["KERAS_BACKEND"] = name
     if name != "tensorflow" and "tensorflow" not in sys.modules:
         sys.modules["tensorflow"] = None  # type: ignore[assignment]

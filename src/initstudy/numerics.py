@@ -6,10 +6,11 @@ paths, and the vector ISA of the compiled training code.
   thread (its blocked LAPACK otherwise rounds differently with each thread count).
 - NumPy dispatches its loops (exp, tanh, log, …) to AVX2 or AVX-512 code where the CPU
   has it, with other last bits; the package keeps it on its baseline (x86-64-v2) code.
-- XLA compiles the training step for the CPU's vector instructions: with FMA (AVX2 and
+- XLA compiles the training step for the CPU's vector instructions, and both XLA and
+  TensorFlow call oneDNN kernels that pick theirs at run time: with FMA (AVX2 and
   AVX-512) or without, and with wider vectors, sums round differently. `train.cpu_isa`
-  caps it; the default, AVX, is what jaxlib itself requires, so every machine that runs
-  JAX can run the same code.
+  caps both; the default, AVX, is what jaxlib itself requires, so every machine that
+  runs JAX can run the same code.
 
 Only the standard library is imported at the top: the package calls `pin_numpy` before
 NumPy or SciPy is loaded.
@@ -60,39 +61,35 @@ def _rank(level: str) -> int:
     return ISA_LEVELS.index(level) if level in ISA_LEVELS else len(ISA_LEVELS)
 
 
-def host_caps(backend: str) -> list[str]:
-    """The caps the host already set for `backend`'s compiled code (XLA's on JAX, oneDNN's on
-    TensorFlow), as ISA_LEVELS or the host's own name of a higher level."""
-    if backend == "jax":
-        return [cap.upper() for cap in _XLA_CAP.findall(os.environ.get("XLA_FLAGS", ""))]
+def host_caps() -> list[str]:
+    """The caps the host already set on XLA's code and oneDNN's kernels, as ISA_LEVELS or the
+    host's own name of a higher level."""
     onednn = {value: level for level, value in ONEDNN_ISA.items()}
+    caps = [cap.upper() for cap in _XLA_CAP.findall(os.environ.get("XLA_FLAGS", ""))]
     value = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    return [onednn.get(value, value)] if value else []
+    return caps + ([onednn.get(value, value)] if value else [])
 
 
-def effective_isa(wanted: str, backend: str) -> str:
-    """The ISA `backend`'s compiled code will use: `wanted` (a level, or "native": the CPU's
-    own), lowered to what the CPU has and to the host's caps; "native" off x86-64, where
-    nothing is pinned."""
+def effective_isa(wanted: str) -> str:
+    """The ISA the compiled code and oneDNN will use: `wanted` (a level, or "native": the
+    CPU's own), lowered to what the CPU has and to the host's caps; "native" off x86-64,
+    where nothing is pinned."""
     if not x86():
         return "native"
-    levels = [level for level in (cpu_isa(), *host_caps(backend), None if wanted == "native" else wanted) if level]
+    levels = [level for level in (cpu_isa(), *host_caps(), None if wanted == "native" else wanted) if level]
     best = min(levels, key=_rank) if levels else "native"
     return best if best in ISA_LEVELS else "native"
 
 
-def pin_isa(wanted: str, backend: str) -> None:
-    """Cap the vector ISA of `backend`'s compiled code (XLA's on JAX, oneDNN's on TensorFlow)
-    at `wanted`, unless the host caps it lower; "native" leaves it alone. Call before the
-    backend starts."""
+def pin_isa(wanted: str) -> None:
+    """Cap the vector ISA of XLA's code and of oneDNN's kernels at `wanted`, unless the host
+    caps it lower; "native" leaves both alone. Call before the backend starts."""
     if not x86() or wanted == "native":
         return
-    isa = effective_isa(wanted, backend)
-    if backend == "jax":
-        flags = _XLA_CAP.sub("", os.environ.get("XLA_FLAGS", "")).split()
-        os.environ["XLA_FLAGS"] = " ".join([*flags, f"--xla_cpu_max_isa={isa}"])
-    else:
-        os.environ["ONEDNN_MAX_CPU_ISA"] = ONEDNN_ISA[isa]
+    isa = effective_isa(wanted)
+    flags = _XLA_CAP.sub("", os.environ.get("XLA_FLAGS", "")).split()
+    os.environ["XLA_FLAGS"] = " ".join([*flags, f"--xla_cpu_max_isa={isa}"])
+    os.environ["ONEDNN_MAX_CPU_ISA"] = ONEDNN_ISA[isa]
 
 
 def environment(backend: str) -> dict[str, Any]:
@@ -124,7 +121,7 @@ def environment(backend: str) -> dict[str, Any]:
         **{name: module.__version__ for name, module in libraries.items()},
         "backend": backend,
         "device": device,
-        "cpu_isa": effective_isa("native", backend) if device == "cpu" else device,
+        "cpu_isa": effective_isa("native") if device == "cpu" else device,
         "numpy_simd": simd[-1] if simd else platform.machine(),
         "blas_kernels": sorted({str(lib.get("architecture")) for lib in threadpool_info()
                                 if lib.get("internal_api") == "openblas"}),
