@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from initstudy.numerics import BLAS_KERNEL, cpu_model
+from initstudy.numerics import BLAS_KERNEL, NUMPY_DISPATCH, cpu_model
 from initstudy.params import load_params
 from initstudy.workspace import ROOT, Workspace, command_env, update_params
 
@@ -202,6 +202,22 @@ print(json.dumps({"seconds": (time.perf_counter() - start) / 20, "sha": hashlib.
 """
 
 
+LOOPS = """
+import hashlib, json, time, numpy as np
+from numpy._core._multiarray_umath import __cpu_features__
+images = np.random.default_rng(0).integers(0, 256, (60000, 784), dtype=np.uint8)
+x = np.random.default_rng(1).normal(size=10**6)
+def best(f):
+    times = []
+    for _ in range(5):
+        start = time.perf_counter(); f(); times.append(time.perf_counter() - start)
+    return min(times)
+print(json.dumps({"scale": best(lambda: images.astype(np.float32) / 255), "exp": best(lambda: np.exp(x)),
+                  "sha": hashlib.sha256(np.exp(x).tobytes()).hexdigest(),
+                  "level": [l for l in ("X86_V2", "X86_V3", "X86_V4") if __cpu_features__.get(l)][-1]}))
+"""
+
+
 def pins_section(data: Path, epochs: int, rounds: int, scratch: Path) -> list[str]:
     """What each pin of numerics.py costs: the orthogonal QR on the pinned OpenBLAS kernel
     against the CPU's own, and the JAX epoch at each train.cpu_isa, interleaved over rounds."""
@@ -218,6 +234,17 @@ def pins_section(data: Path, epochs: int, rounds: int, scratch: Path) -> list[st
         seconds = statistics.median(run["seconds"] for run in runs)
         lines.append(f"| {kernel} ({', '.join(runs[0]['kernel'])}) | {seconds * 1e3:.1f} | {seconds / own:.2f} | "
                      f"{runs[0]['sha'][:12]} |")
+    loops: dict[str, list[dict]] = {"CPU's own": [], "baseline": []}
+    for _ in range(rounds):
+        for name in loops:
+            env = clean_env() | ({"NPY_DISABLE_CPU_FEATURES": NUMPY_DISPATCH} if name == "baseline" else {})
+            loops[name].append(child_json(LOOPS, env))
+    lines += ["", f"NumPy's loops, its CPU dispatch against the pinned baseline, best of 5, median of {rounds} rounds: "
+              "MNIST's training images to float32 / 255 (47 M values), and `np.exp` of 10⁶ float64:", "",
+              "| NumPy loops | images / 255 (ms) | exp (ms) | exp's sha256 |", "|---|---|---|---|"]
+    for name, runs in loops.items():
+        lines.append(f"| {name} ({runs[0]['level']}) | {statistics.median(r['scale'] for r in runs) * 1e3:.1f} | "
+                     f"{statistics.median(r['exp'] for r in runs) * 1e3:.1f} | {runs[0]['sha'][:12]} |")
     isas = ["AVX", "native", "SSE4_2"]
     for isa in isas:
         (scratch / isa).mkdir()
