@@ -48,7 +48,7 @@ def published(origin, one_machine) -> Workspace:
     its outputs in the author's cache only (no remote)."""
     workspace = origin.clone(origin.path.parent / "published")
     workspace.run("dvc", "cache", "dir", "--local", str(one_machine.path / ".dvc" / "cache"))
-    assert not workspace.repro("train")  # the author's runs, from the cache
+    assert not {stage for stage in workspace.repro("train") if stage.startswith("train@")}  # the author's, cached
     workspace.repro()
     workspace.commit("study results")
     return workspace
