@@ -16,7 +16,12 @@ from initstudy.workspace import ROOT
 spec = importlib.util.spec_from_file_location("run_study", ROOT / "studies" / "run.py")
 run_study = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(run_study)
-STUDIES = sorted(path.stem for path in (ROOT / "studies").glob("*.yaml"))
+# Trained before the numerics pins (train.cpu_isa): `python studies/run.py <name>` retrains them,
+# and then this marker must go (strict: the test fails once they hold their params' results).
+BEFORE_PINS = {"depth", "depth-adam"}
+STUDIES = [pytest.param(name, marks=pytest.mark.xfail(
+    name in BEFORE_PINS, reason="trained before the numerics pins; retrain it", strict=True))
+    for name in sorted(path.stem for path in (ROOT / "studies").glob("*.yaml"))]
 
 
 def test_overrides_merge_mappings_and_replace_the_rest() -> None:
