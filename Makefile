@@ -16,8 +16,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+# The whole pipeline; its training stages spread over one worker per CPU (WORKERS=N to choose).
 study: setup
-	$(RUN) $(BIN)/dvc repro
+	$(RUN) $(BIN)/python -m initstudy.parallel $(if $(WORKERS),--workers $(WORKERS))
 
 # Worker i of N trains its share of the study's runs and, when the project has a default
 # DVC remote, pushes them with their run-cache entries: `make train SHARD=2/4`.

@@ -1,7 +1,7 @@
 """Where an epoch of the project's JAX path goes: `fit()` with and without validation,
 against a hand-written jitted epoch (one `lax.scan` over the batches) of the same model.
 
-Run with `python bench/profile_epoch.py` (about a minute). If `fit()` without validation
+Run with `python bench/profile_epoch.py` (about a minute) after `dvc repro prepare`. If `fit()` without validation
 runs as fast as the hand-written loop, Keras adds no overhead worth removing, and what is
 left is the arithmetic in XLA and the validation pass.
 """
@@ -9,7 +9,6 @@ left is the arithmetic in XLA and the validation pass.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from pathlib import Path
@@ -72,10 +71,27 @@ def scan_epochs(model: keras.Model, split, batch: int, epochs: int, learning_rat
     return times
 
 
+def step_calls(model: keras.Model, split, batch: int, epochs: int) -> list[float]:
+    """Seconds per "epoch" of the compiled train step called once per batch on one batch that
+    stays on the device: the steps' arithmetic and dispatch, with no input pipeline."""
+    model.fit(split.x_train[:batch], split.y_train[:batch], batch_size=batch, verbose=0)  # builds every variable
+    state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
+                                 optimizer_variables=True, metrics_variables=True, purge_model_variables=False)
+    data = (jax.device_put(split.x_train[:batch]), jax.device_put(split.y_train[:batch]))
+    steps, times = len(split.x_train) // batch, []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for _ in range(steps):
+            _, state = model.train_function(state, iter([data]))
+        jax.block_until_ready(state)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    default_data = os.environ.get("INITSTUDY_DATA_MIRROR", "data/raw/mnist")
-    parser.add_argument("--data", type=Path, default=Path(default_data), help="folder of the MNIST files")
+    parser.add_argument("--data", type=Path, default=Path("data/prepared/mnist"),
+                        help="folder of the prepared MNIST arrays (the `prepare` stage's output)")
     parser.add_argument("--epochs", type=int, default=6)
     args = parser.parse_args()
     params = load_params()
@@ -87,6 +103,9 @@ def main() -> None:
         model = initial_model(split, 10, params.networks[params.study.networks[0]], spec, 0)
         compile_model(model, params.train, steps)
         rows.append((label, fit_epochs(model, split, batch, args.epochs, validate)))
+    model = initial_model(split, 10, params.networks[params.study.networks[0]], spec, 0)
+    compile_model(model, params.train, 1)
+    rows.append(("compiled train step on one resident batch, a call per step", step_calls(model, split, batch, args.epochs)))
     model = initial_model(split, 10, params.networks[params.study.networks[0]], spec, 0)
     rows.append(("jitted lax.scan epoch, no validation",
                  scan_epochs(model, split, batch, args.epochs, params.train.learning_rate)))

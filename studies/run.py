@@ -1,8 +1,9 @@
 """Run one of the committed studies and keep its results on main, in studies/<name>/.
 
 A study is the default params.yaml with the overrides of studies/<name>.yaml. This runs
-`dvc repro` on them in a git worktree of HEAD beside the repository (sharing its DVC
-cache, so runs it already trained are not trained again), then copies into
+the pipeline on them as `make study` does (python -m initstudy.parallel) in a git worktree
+of HEAD beside the repository (sharing its DVC cache, so runs it already trained are not
+trained again), then copies into
 studies/<name>/ the params it ran with, its dvc.lock, metrics and plots. Same params and
 seeds give the same files, bit for bit.
 
@@ -15,6 +16,7 @@ import argparse
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ ROOT = HERE.parent
 RESULTS = ["dvc.lock", "metrics/results.md", "metrics/summary.json", "metrics/networks.csv", "metrics/runs.csv",
            "metrics/init_layers.csv", "metrics/probes.csv", "metrics/headline"]
 PLOTS = ["val_accuracy.png", "val_loss.png", "final_val_accuracy.png", "convergence.png", "depth.png",
-         "init_layers.png", "probes.png"]
+         "init_layers.png", "probes.png", "phase.png"]
 
 
 def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +57,10 @@ def run_study(name: str) -> Path:
             subprocess.run(["dvc", "cache", "dir", "--local", cache.stdout.strip()], cwd=tree, check=True)
             # the stages import the worktree's own package, not the one installed from the repository
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree / "src"), os.environ.get("PYTHONPATH")])))
-            subprocess.run(["dvc", "repro"], cwd=tree, env=env, check=True)
+            # `make study`'s way: the training stages spread over one worker per CPU (INITSTUDY_WORKERS to choose)
+            workers = os.environ.get("INITSTUDY_WORKERS", str(len(os.sched_getaffinity(0))))
+            subprocess.run([sys.executable, "-m", "initstudy.parallel", "--workers", workers], cwd=tree, env=env,
+                           check=True)
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
             shutil.copy2(tree / "params.yaml", out / "params.yaml")

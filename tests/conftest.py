@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from initstudy.datasets import prepare_dataset
 from initstudy.download import MIRROR_ENV
 from initstudy.numerics import pin_isa
 from initstudy.workspace import ROOT, command_env, update_params
@@ -47,6 +48,14 @@ def mnist_dir() -> Path:
     if not (path / "train-images-idx3-ubyte.gz").exists():
         (pytest.fail if named else pytest.skip)(f"no MNIST mirror at {path}; set {MIRROR_ENV}")
     return path
+
+
+@pytest.fixture(scope="session")
+def mnist_prepared(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real MNIST files as the `prepare` stage leaves them: a .npy file per array."""
+    folder = tmp_path_factory.mktemp("prepared") / "mnist"
+    prepare_dataset("mnist", mnist_dir, folder)
+    return folder
 
 
 BROWSER_ENV = "INITSTUDY_BROWSER"

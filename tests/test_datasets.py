@@ -1,4 +1,5 @@
-"""IDX parsing and dataset loading, on generated files and on the real MNIST files."""
+"""IDX and CIFAR-10 parsing, the prepared arrays and their loading, on generated files and on
+the real MNIST files."""
 
 from __future__ import annotations
 
@@ -19,8 +20,16 @@ from initstudy.datasets import (
     DataFile,
     dataset_files,
     load_split,
+    prepare_dataset,
+    read_dataset,
     read_idx,
 )
+
+
+def prepared(name: str, raw: Path) -> Path:
+    """The `prepare` stage's output for the downloaded files in `raw`, in raw/prepared."""
+    prepare_dataset(name, raw, raw / "prepared")
+    return raw / "prepared"
 
 
 def test_read_idx_round_trips_gzipped_and_plain(tmp_path: Path) -> None:
@@ -64,8 +73,9 @@ def _write_dataset(folder: Path, n_train: int, n_train_labels: int) -> None:
 
 def test_load_split_scales_pixels_and_takes_the_first_samples(tmp_path: Path) -> None:
     _write_dataset(tmp_path, 6, 6)
-    full = load_split("mnist", tmp_path)
-    split = load_split("mnist", tmp_path, train_samples=5, val_samples=3)
+    folder = prepared("mnist", tmp_path)
+    full = load_split("mnist", folder)
+    split = load_split("mnist", folder, train_samples=5, val_samples=3)
     assert split.x_train.shape == (5, 28, 28, 1) and split.x_train.dtype == np.float32
     assert 0.0 <= split.x_train.min() and split.x_train.max() <= 1.0
     np.testing.assert_array_equal(split.x_train, full.x_train[:5])
@@ -75,11 +85,42 @@ def test_load_split_scales_pixels_and_takes_the_first_samples(tmp_path: Path) ->
 def test_images_and_labels_must_agree_in_count(tmp_path: Path) -> None:
     _write_dataset(tmp_path, 6, 5)
     with pytest.raises(DataError, match="6 images but train-labels-idx1-ubyte.gz has 5 labels"):
-        load_split("mnist", tmp_path)
+        read_dataset("mnist", tmp_path)
 
 
-def test_real_mnist_has_the_published_shapes(mnist_dir: Path) -> None:
-    split = load_split("mnist", mnist_dir)
+def test_the_prepared_arrays_hold_the_decoded_files_exactly(mnist_dir: Path, mnist_prepared: Path) -> None:
+    for name, array in zip(("x_train", "y_train", "x_val", "y_val"), read_dataset("mnist", mnist_dir)):
+        saved = np.load(mnist_prepared / f"{name}.npy")
+        assert saved.dtype == np.uint8
+        np.testing.assert_array_equal(saved, array)
+    split = load_split("mnist", mnist_prepared)
+    np.testing.assert_array_equal(split.x_val, read_dataset("mnist", mnist_dir)[2].astype(np.float32) / 255)
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda path: path.write_bytes(path.read_bytes()[:-100]), "cannot load the prepared mnist data"),
+    (lambda path: np.save(path, np.zeros((4, 28, 28), np.uint8)), "x_val is uint8 \\(4, 28, 28\\), not uint8 images"),
+    (lambda path: np.save(path, np.zeros((4, 28, 28, 1), np.float32)), "x_val is float32"),
+])
+def test_a_damaged_prepared_array_is_named_with_the_command_that_remakes_it(tmp_path: Path, damage, message) -> None:
+    _write_dataset(tmp_path, 6, 6)
+    folder = prepared("mnist", tmp_path)
+    damage(folder / "x_val.npy")
+    with pytest.raises(DataError, match=message) as info:
+        load_split("mnist", folder)
+    assert "x_val" in str(info.value)
+
+
+def test_labels_beyond_the_classes_are_refused(tmp_path: Path) -> None:
+    _write_dataset(tmp_path, 6, 6)
+    folder = prepared("mnist", tmp_path)
+    np.save(folder / "y_val.npy", np.array([0, 1, 10, 2], np.uint8))
+    with pytest.raises(DataError, match="y_val holds label 10; mnist has 10 classes"):
+        load_split("mnist", folder)
+
+
+def test_real_mnist_has_the_published_shapes(mnist_prepared: Path) -> None:
+    split = load_split("mnist", mnist_prepared)
     assert split.x_train.shape == (60000, 28, 28, 1) and split.x_val.shape == (10000, 28, 28, 1)
     assert (DATASETS["mnist"].train_images, DATASETS["mnist"].val_images) == (60000, 10000)
     assert np.bincount(split.y_val).argmax() == 1 and np.bincount(split.y_val)[1] == 1135
@@ -87,7 +128,7 @@ def test_real_mnist_has_the_published_shapes(mnist_dir: Path) -> None:
 
 def test_cifar10_archive_is_read_with_its_pixel_layout(tmp_path: Path) -> None:
     write_cifar10(tmp_path, per_batch=6, n_test=4)
-    split = load_split("cifar10", tmp_path)
+    split = load_split("cifar10", prepared("cifar10", tmp_path))
     assert split.x_train.shape == (30, 32, 32, 3) and split.x_val.shape == (4, 32, 32, 3)
     images, labels = class_images(6, (32, 32, 3), seed=3)  # what data_batch_3 holds
     np.testing.assert_array_equal(split.x_train[12:18], images.astype(np.float32) / 255)
@@ -98,7 +139,7 @@ def test_cifar10_archive_is_read_with_its_pixel_layout(tmp_path: Path) -> None:
 
 def test_fashion_mnist_is_read_like_mnist(tmp_path: Path) -> None:
     write_idx_dataset(tmp_path, n_train=12, n_val=5)
-    split = load_split("fashion_mnist", tmp_path, train_samples=10)
+    split = load_split("fashion_mnist", prepared("fashion_mnist", tmp_path), train_samples=10)
     assert split.x_train.shape == (10, 28, 28, 1) and split.y_val.shape == (5,)
 
 
@@ -114,7 +155,7 @@ def test_fashion_mnist_is_read_like_mnist(tmp_path: Path) -> None:
 def test_a_broken_cifar10_archive_is_named(tmp_path: Path, members: dict, message: str) -> None:
     path = write_cifar10(tmp_path, per_batch=3, n_test=2, members=members)
     with pytest.raises(DataError, match=message) as info:
-        load_split("cifar10", tmp_path)
+        read_dataset("cifar10", tmp_path)
     assert str(path) in str(info.value) and "not a readable CIFAR-10 python archive" in str(info.value)
 
 
@@ -122,7 +163,7 @@ def test_a_truncated_or_incomplete_cifar10_archive_is_named(tmp_path: Path) -> N
     path = write_cifar10(tmp_path, per_batch=3, n_test=2)
     path.write_bytes(path.read_bytes()[:-200])
     with pytest.raises(DataError, match="not a readable CIFAR-10 python archive"):
-        load_split("cifar10", tmp_path)
+        read_dataset("cifar10", tmp_path)
 
 
 def test_published_checksums_can_be_replaced_and_the_size_is_then_unknown() -> None:
@@ -136,9 +177,10 @@ def test_published_checksums_can_be_replaced_and_the_size_is_then_unknown() -> N
 def test_asking_for_more_samples_than_the_files_hold_is_an_error(tmp_path: Path) -> None:
     """A mirror of one's own may hold fewer images than the published dataset."""
     _write_dataset(tmp_path, 6, 6)
-    assert len(load_split("mnist", tmp_path, train_samples=6, val_samples=4).x_val) == 4
-    with pytest.raises(DataError, match=f"data.train_samples = 7: {tmp_path} holds only 6 training images"):
-        load_split("mnist", tmp_path, train_samples=7)
+    folder = prepared("mnist", tmp_path)
+    assert len(load_split("mnist", folder, train_samples=6, val_samples=4).x_val) == 4
+    with pytest.raises(DataError, match=f"data.train_samples = 7: {folder} holds only 6 training images"):
+        load_split("mnist", folder, train_samples=7)
     with pytest.raises(DataError, match="data.val_samples = 5: .* holds only 4 validation images"):
-        load_split("mnist", tmp_path, val_samples=5)
+        load_split("mnist", folder, val_samples=5)
 

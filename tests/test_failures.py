@@ -186,10 +186,11 @@ def test_a_second_repro_at_once_fails_with_the_lock_message(trained: Workspace) 
 def test_a_diverging_run_is_recorded_and_the_pipeline_goes_on(tmp_path: Path, mnist_dir: Path) -> None:
     repo = Workspace.create(tmp_path / "repo", mirror=str(mnist_dir), **SMALL_STUDY)
     repo.set_params(study={"initializers": ["he_normal", "zeros"], "seeds": [0]}, analysis={"reference": "zeros"},
-                    train={"optimizer": "sgd", "learning_rate": 1e20, "epochs": 3})  # zeros' loss stays finite
+                    train={"optimizer": "sgd", "learning_rate": 3.0, "epochs": 3})  # zeros' loss stays near ln 10
     repo.repro()
     he = json.loads((repo.path / "runs/mlp-he_normal-0/metrics.json").read_text())
     assert he["diverged"] is True and he["epochs_completed"] < 3
+    assert he["diverged_because"].startswith("non-finite loss in epoch")
     summary = json.loads((repo.path / "metrics/summary.json").read_text())["networks"]["mlp"]["initializers"]
     assert {k: v for k, v in summary["he_normal"].items() if k != "init"} == {"runs": 1, "diverged": 1}
     assert summary["zeros"]["diverged"] == 0 and summary["zeros"]["rank"] == 1
@@ -334,14 +335,27 @@ def test_staging_left_by_a_hard_kill_is_cleared_on_the_next_run(tmp_path: Path, 
          "cannot read IDX file"),
     ],
 )
-def test_a_broken_data_file_is_named_by_the_train_stage(tmp_path: Path, mnist_dir: Path, broken, message) -> None:
+def test_a_broken_data_file_is_named_by_the_prepare_stage(tmp_path: Path, mnist_dir: Path, broken, message) -> None:
     data = tmp_path / "data"
     shutil.copytree(mnist_dir, data)
     broken(data)
     folder = write_params(tmp_path / "work")
-    result = run_stage(folder, "train", "--network", "mlp", "--initializer", "zeros", "--seed", "0", "--data", str(data), "--out", "run", "--log", "log.json")
+    result = run_stage(folder, "prepare", "--raw", str(data), "--out", "prepared")
     assert result.returncode == 2
     assert message in result.stderr and str(data) in result.stderr
+    assert "Traceback" not in result.stderr and not (folder / "prepared").exists()
+
+
+def test_a_damaged_prepared_array_is_named_by_the_train_stage(tmp_path: Path, mnist_prepared: Path) -> None:
+    data = tmp_path / "prepared"
+    shutil.copytree(mnist_prepared, data)
+    (data / "y_train.npy").write_bytes((data / "y_train.npy").read_bytes()[:1000])
+    folder = write_params(tmp_path / "work")
+    result = run_stage(folder, "train", "--network", "mlp", "--initializer", "zeros", "--seed", "0",
+                       "--data", str(data), "--out", "run", "--log", "log.json")
+    assert result.returncode == 2
+    assert f"{data / 'y_train.npy'}: cannot load the prepared mnist data" in result.stderr
+    assert "`dvc repro --force prepare`" in result.stderr
     assert "Traceback" not in result.stderr and not (folder / "run").exists()
 
 
@@ -362,11 +376,11 @@ def test_an_empty_or_missing_params_file_stops_dvc_first_and_check_params_names_
     assert outputs(trained) == before
 
 
-def test_the_largest_seed_trains(tmp_path: Path, mnist_dir: Path) -> None:
+def test_the_largest_seed_trains(tmp_path: Path, mnist_prepared: Path) -> None:
     """study.seeds takes seeds up to 2**32 - 1, and each of them trains."""
     folder = write_params(tmp_path, data={"train_samples": 500, "val_samples": 100}, train={"epochs": 1})
     result = run_stage(folder, "train", "--network", "mlp", "--initializer", "he_normal", "--seed", str(2**32 - 1),
-                       "--data", str(mnist_dir), "--out", "run", "--log", "log.json")
+                       "--data", str(mnist_prepared), "--out", "run", "--log", "log.json")
     assert result.returncode == 0, result.stderr
     assert json.loads((folder / "run/metrics.json").read_text())["seed"] == 2**32 - 1
 
@@ -548,3 +562,27 @@ def test_downloaded_data_has_the_modes_the_umask_gives(tmp_path: Path, mnist_dir
     data = folder / "data/raw/mnist"
     assert stat.S_IMODE(data.stat().st_mode) == 0o777 & ~umask
     assert {stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()} == {0o666 & ~umask}
+
+
+def test_damaged_compilation_cache_entries_are_replaced(tmp_path: Path, mnist_prepared: Path) -> None:
+    """JAX warns of an entry it cannot read, and compiles; the next stage reads the new entry."""
+    folder = write_params(tmp_path / "work", data={"train_samples": 500, "val_samples": 100}, train={"epochs": 1})
+    cache = tmp_path / "compiled"
+
+    def train() -> subprocess.CompletedProcess[str]:
+        result = run_stage(folder, "train", "--network", "mlp", "--initializer", "he_normal", "--seed", "0",
+                           "--data", str(mnist_prepared), "--out", "run", "--log", "log.json",
+                           env={"JAX_COMPILATION_CACHE_DIR": str(cache)})
+        assert result.returncode == 0, result.stderr
+        return result
+
+    train()
+    metrics = (folder / "run/metrics.json").read_bytes()
+    entries = sorted(cache.glob("*-cache"))
+    assert entries
+    for entry in entries:
+        entry.write_bytes(b"damaged")
+    warning = "Error reading persistent compilation cache entry"
+    assert warning in train().stderr
+    assert warning not in train().stderr
+    assert (folder / "run/metrics.json").read_bytes() == metrics

@@ -39,14 +39,14 @@ RUNNABLE = [kernel for kernel, isa in KERNELS.items()
 
 
 @pytest.mark.skipif(len(RUNNABLE) < 3, reason="needs an x86-64 CPU that runs three OpenBLAS kernels")
-def test_every_initializer_draws_the_same_bytes_under_any_blas_kernel(mnist_dir: Path) -> None:
+def test_every_initializer_draws_the_same_bytes_under_any_blas_kernel(mnist_prepared: Path) -> None:
     """A host that sets OPENBLAS_CORETYPE, as OpenBLAS would pick a kernel on another CPU: the
     package overrides it, so orthogonal's QR and LSUV run on the pinned kernel and every
     initializer draws the same bytes (without the pin, orthogonal's differ)."""
     drawn = {}
     for kernel in RUNNABLE:
         env = dict(command_env(ROOT.parent), OPENBLAS_CORETYPE=kernel)
-        result = subprocess.run([sys.executable, "-c", DRAW, str(ROOT / "params.yaml"), str(mnist_dir)],
+        result = subprocess.run([sys.executable, "-c", DRAW, str(ROOT / "params.yaml"), str(mnist_prepared)],
                                 env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
         drawn[kernel] = json.loads(result.stdout.strip().splitlines()[-1])
@@ -57,7 +57,7 @@ def test_every_initializer_draws_the_same_bytes_under_any_blas_kernel(mnist_dir:
         assert drawn[kernel] == first, kernel
 
 
-def train_with_cap(folder: Path, mnist_dir: Path, backend: str, cap: str | None, cpu_isa_param: str = "AVX"
+def train_with_cap(folder: Path, mnist_prepared: Path, backend: str, cap: str | None, cpu_isa_param: str = "AVX"
                    ) -> dict[str, bytes]:
     """One short run, its compiled code capped by the host at `cap` (None: this CPU as it is),
     compiled afresh as on another machine (a compilation cache of its own)."""
@@ -67,7 +67,7 @@ def train_with_cap(folder: Path, mnist_dir: Path, backend: str, cap: str | None,
     if cap:  # a CPU without the wider instructions: neither XLA's code nor oneDNN's kernels use them
         env |= {"XLA_FLAGS": f"--xla_cpu_max_isa={cap}", "ONEDNN_MAX_CPU_ISA": ONEDNN_ISA[cap]}
     result = run_stage(folder, "train", "--network", "mlp", "--initializer", "he_normal", "--seed", "0",
-                       "--data", str(mnist_dir), "--out", "run", "--log", "log.json", env=env)
+                       "--data", str(mnist_prepared), "--out", "run", "--log", "log.json", env=env)
     assert result.returncode == 0, result.stderr
     return {path.name: path.read_bytes() for path in sorted((folder / "run").iterdir())}
 
@@ -75,16 +75,16 @@ def train_with_cap(folder: Path, mnist_dir: Path, backend: str, cap: str | None,
 @pytest.mark.skipif(cpu_isa() not in ("AVX2", "AVX512"), reason="needs an x86-64 CPU with AVX2")
 @pytest.mark.parametrize("backend, caps", [("jax", ["AVX2", "AVX"]), ("tensorflow", ["AVX"])])
 def test_a_run_is_the_same_bits_on_cpus_with_other_vector_isas(
-    tmp_path: Path, mnist_dir: Path, backend: str, caps: list[str]
+    tmp_path: Path, mnist_prepared: Path, backend: str, caps: list[str]
 ) -> None:
     """This CPU as it is, and as hosts with only AVX2 or only AVX would run it: with train.cpu_isa
     at its default, AVX, every output file is the same; with native, the CPU decides the bits."""
-    here = train_with_cap(tmp_path / "here", mnist_dir, backend, None)
+    here = train_with_cap(tmp_path / "here", mnist_prepared, backend, None)
     assert json.loads(here["environment.json"])["cpu_isa"] == "AVX"
     assert set(here) == {"environment.json", "history.csv", "metrics.json", "model.keras"}
     for cap in caps:
-        assert train_with_cap(tmp_path / cap, mnist_dir, backend, cap) == here, cap
-    native = train_with_cap(tmp_path / "native", mnist_dir, backend, None, "native")
+        assert train_with_cap(tmp_path / cap, mnist_prepared, backend, cap) == here, cap
+    native = train_with_cap(tmp_path / "native", mnist_prepared, backend, None, "native")
     assert json.loads(native["environment.json"])["cpu_isa"] == cpu_isa()
     assert native["history.csv"] != here["history.csv"]  # FMA and wider vectors round otherwise
 

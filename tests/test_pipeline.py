@@ -30,7 +30,7 @@ def study(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> tuple[Wo
 
 def test_first_repro_runs_every_stage_with_consistent_outputs(study) -> None:
     project, ran = study
-    assert ran == {"check_params", "download", "diagnose", "aggregate", "plots", "plots_init"} | TRAIN
+    assert ran == {"check_params", "download", "prepare", "diagnose", "aggregate", "plots", "plots_init"} | TRAIN
     root = project.path
     summary = json.loads((root / "metrics/summary.json").read_text())["networks"]["mlp"]["initializers"]
     assert list(summary) == ["zeros", "he_normal"]

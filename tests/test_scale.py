@@ -263,7 +263,7 @@ MULTICORE = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 if hasattr(os, "
 
 @MULTICORE
 @pytest.mark.parametrize("backend", ["jax"])  # on TensorFlow, oneDNN's AVX kernels split sums by thread
-def test_thread_count_does_not_change_results(tmp_path, mnist_dir, backend):
+def test_thread_count_does_not_change_results(tmp_path, mnist_prepared, backend):
     """One thread or all of them: the same run, bit for bit."""
     outputs = {}
     for threads in ("1", ""):
@@ -271,7 +271,7 @@ def test_thread_count_does_not_change_results(tmp_path, mnist_dir, backend):
                               train={"epochs": 2, "backend": backend})
         env = {"INITSTUDY_THREADS": threads}
         result = run_stage(folder, "train", "--network", "mlp", "--initializer", "glorot_uniform", "--seed", "3",
-                           "--data", str(mnist_dir), "--out", "run", "--log", "log.json", env=env)
+                           "--data", str(mnist_prepared), "--out", "run", "--log", "log.json", env=env)
         assert result.returncode == 0, result.stderr
         outputs[threads] = {name: (folder / "run" / name).read_bytes() for name in ("history.csv", "metrics.json")}
     assert outputs["1"] == outputs[""]
@@ -295,10 +295,10 @@ def test_thread_setting_sizes_the_xla_pool(threads):
     assert unpinned == "True"
 
 
-def test_bad_thread_setting_is_refused(tmp_path, mnist_dir):
+def test_bad_thread_setting_is_refused(tmp_path, mnist_prepared):
     folder = write_params(tmp_path, data={"train_samples": 200, "val_samples": 100})
     result = run_stage(folder, "train", "--network", "mlp", "--initializer", "zeros", "--seed", "0",
-                       "--data", str(mnist_dir), "--out", "run", "--log", "log.json", env={"INITSTUDY_THREADS": "all"})
+                       "--data", str(mnist_prepared), "--out", "run", "--log", "log.json", env={"INITSTUDY_THREADS": "all"})
     assert result.returncode == 2 and "INITSTUDY_THREADS='all'" in result.stderr
 
 
@@ -333,3 +333,37 @@ def test_queued_experiments_run_in_parallel_and_match_a_plain_run(origin, tmp_pa
 
     assert diff("two-epochs", "plain") == {}
     assert diff("two-epochs", "seed-five")  # the comparison sees a difference where there is one
+
+
+def test_make_study_spreads_the_training_over_workers_and_dvc_then_trains_nothing(origin, one_machine) -> None:
+    """`make study` (initstudy.parallel) with two workers: the one-worker results bit for bit,
+    an uncommitted change of params honoured, the worktrees gone, every run's log gathered."""
+    workspace = origin.clone(origin.path.parent / "make-study")
+    workspace.set_params(study={"seeds": [0, 1, 2]})  # not committed: the workers must see it
+    result = workspace.run("make", "-s", "study", "WORKERS=2", f"VENV={Path(sys.executable).parent.parent}")
+    assert "worker 1/2: 3 stage(s), 1 thread(s)" in result.stdout and "worker 2/2: 3 stage(s)" in result.stdout
+    trained = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("[")
+               and "Running stage 'train@" in line}
+    assert trained == {f"train@mlp-{init}-{seed}" for init in ("zeros", "he_normal") for seed in (0, 1, 2)}
+    assert "Running stage 'train@" not in "\n".join(l for l in result.stdout.splitlines() if not l.startswith("["))
+    assert workspace.repro() == set()
+    for run in TRAIN:
+        name = run.removeprefix("train@")
+        for output in ("metrics.json", "history.csv", "model.keras"):
+            assert (workspace.path / "runs" / name / output).read_bytes() == \
+                (one_machine.path / "runs" / name / output).read_bytes(), (name, output)
+    assert sorted(p.stem for p in (workspace.path / "logs").glob("*.json")) == sorted(
+        f"mlp-{init}-{seed}" for init in ("zeros", "he_normal") for seed in (0, 1, 2))
+    assert workspace.run("git", "worktree", "list").stdout.count("\n") == 1
+
+
+def test_make_study_checks_the_params_before_dvc_reads_them(origin) -> None:
+    """A YAML alias bomb: DVC would expand it for minutes; check_params refuses it at once."""
+    workspace = origin.clone(origin.path.parent / "bomb")
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    with (workspace.path / "params.yaml").open("a") as params:
+        params.write(bomb)
+    result = workspace.run("make", "-s", "study", f"VENV={Path(sys.executable).parent.parent}", check=False)
+    assert result.returncode != 0
+    assert "params.yaml" in result.stderr and "Running stage" not in result.stdout

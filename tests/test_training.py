@@ -30,8 +30,8 @@ def results(run_dir: Path) -> tuple[bytes, ...]:
 
 
 @pytest.fixture(scope="module")
-def small_split(mnist_dir: Path):
-    return load_split("mnist", mnist_dir, train_samples=2000, val_samples=500)
+def small_split(mnist_prepared: Path):
+    return load_split("mnist", mnist_prepared, train_samples=2000, val_samples=500)
 
 
 def test_same_seed_gives_bit_identical_results(small_split, tmp_path: Path) -> None:
@@ -80,10 +80,10 @@ def test_probes_measure_every_layer_at_the_listed_epochs_and_change_no_result(sm
 
 
 def test_zeros_learns_only_the_output_bias_and_predicts_the_commonest_digit(
-    mnist_dir: Path, tmp_path: Path
+    mnist_prepared: Path, tmp_path: Path
 ) -> None:
     """Zero kernels block every gradient but the output bias: the net predicts digit 1 always."""
-    split = load_split("mnist", mnist_dir)
+    split = load_split("mnist", mnist_prepared)
     params = small_params(tmp_path, epochs=1)
     metrics = train_run(split, 10, params, "mlp", "zeros", 0, tmp_path / "zeros")
     assert metrics["final_val_accuracy"] == pytest.approx(1135 / 10000, abs=1e-7)
@@ -96,10 +96,46 @@ def test_zeros_learns_only_the_output_bias_and_predicts_the_commonest_digit(
 
 def test_an_infinite_validation_loss_is_a_divergence_too() -> None:
     history = {"loss": [0.5, 0.4], "accuracy": [0.8, 0.9], "val_loss": [0.6, math.inf], "val_accuracy": [0.8, 0.1]}
-    metrics = run_metrics(history)
+    metrics = run_metrics(history, 2.3, 10)
     assert metrics["diverged"] is True and metrics["final_val_loss"] is None
+    assert metrics["diverged_because"] == "non-finite loss in epoch 2"
     assert metrics["best_val_accuracy"] == 0.8 and metrics["best_epoch"] == 1
-    assert run_metrics(history | {"val_loss": [0.6, 0.5]})["diverged"] is False
+    assert run_metrics(history | {"val_loss": [0.6, 0.5]}, 2.3, 10)["diverged"] is False
+
+
+def _history(losses: list[float]) -> dict[str, list[float]]:
+    return {"loss": losses, "val_loss": losses, "accuracy": [0.1] * len(losses), "val_accuracy": [0.1] * len(losses)}
+
+
+@pytest.mark.parametrize(("losses", "initial", "diverged"), [
+    ([3e21, 2.6e22], 2.35, True),     # Adam at a huge learning rate: finite, and 1e22 times the start
+    ([24.0], 2.35, True),              # just over 10 × the start
+    ([22.0], 2.35, False),             # just under
+    ([2.3017, 2.3013], 2.3026, False),  # zeros: learns nothing, stays where it started
+    ([457.9, 0.92], 1169.3, False),    # ones: starts huge and falls
+    ([5e3, 0.5], 2.3, False),          # a spike it recovers from
+    ([30.0], 0.01, True),              # a tiny start: ln(classes) is the floor of the baseline
+])
+def test_a_runaway_loss_is_a_divergence(losses: list[float], initial: float, diverged: bool) -> None:
+    metrics = run_metrics(_history(losses), initial, 10)
+    assert metrics["diverged"] is diverged
+    assert (metrics["diverged_because"] or "").startswith("loss ") is diverged
+    assert metrics["initial_val_loss"] == initial
+
+
+def test_a_network_that_starts_non_finite_has_diverged() -> None:
+    metrics = run_metrics(_history([0.5]), math.nan, 10)
+    assert metrics["diverged"] and metrics["diverged_because"] == "non-finite validation loss at initialization"
+    assert metrics["initial_val_loss"] is None
+
+
+def test_adam_at_a_huge_learning_rate_runs_away_and_is_recorded_as_diverged(small_split, tmp_path: Path) -> None:
+    params = small_params(tmp_path, learning_rate=1e6, epochs=2)
+    metrics = train_run(small_split, 10, params, "mlp", "he_normal", 0, tmp_path / "run")
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert np.isfinite(history.loss).all()  # never NaN: only the runaway test can catch it
+    assert metrics["diverged"] is True and metrics["diverged_because"].startswith("loss ")
+    assert 2 < metrics["initial_val_loss"] < 3  # about ln(10) for he_normal
 
 
 def test_a_diverging_run_is_recorded_as_diverged(small_split, tmp_path: Path) -> None:
@@ -113,40 +149,40 @@ def test_a_diverging_run_is_recorded_as_diverged(small_split, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_train_stage_is_reproducible_on_each_backend(mnist_dir: Path, tmp_path: Path, backend: str) -> None:
+def test_train_stage_is_reproducible_on_each_backend(mnist_prepared: Path, tmp_path: Path, backend: str) -> None:
     write_params(tmp_path, data={"train_samples": 1000, "val_samples": 300},
                  train={"epochs": 1, "backend": backend})
     cache = tmp_path / "compiled"
     for name in ("a", "b"):
         result = run_stage(tmp_path, "train", "--network", "mlp", "--initializer", "lecun_uniform", "--seed", "3",
-                           "--data", str(mnist_dir), "--out", name, "--log", f"{name}.json", env={"JAX_COMPILATION_CACHE_DIR": str(cache)})
+                           "--data", str(mnist_prepared), "--out", name, "--log", f"{name}.json", env={"JAX_COMPILATION_CACHE_DIR": str(cache)})
         assert result.returncode == 0, result.stderr
     assert results(tmp_path / "a") == results(tmp_path / "b")
     if backend == "jax":  # the second run loaded the first one's compiled programs
         assert any(cache.iterdir())
 
 
-def test_a_jax_train_stage_never_imports_tensorflow(mnist_dir: Path, tmp_path: Path) -> None:
+def test_a_jax_train_stage_never_imports_tensorflow(mnist_prepared: Path, tmp_path: Path) -> None:
     write_params(tmp_path, data={"train_samples": 500, "val_samples": 100}, train={"epochs": 1})
     probe = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
              "print('imported:', sorted(m for m in ('tensorflow', 'jax') if sys.modules.get(m)))")
     result = subprocess.run(
         [sys.executable, "-c", probe, str(ROOT / "src/stages/train.py"), "--network", "mlp", "--initializer", "he_normal",
-         "--seed", "0", "--data", str(mnist_dir), "--out", "run", "--log", "log.json"],
+         "--seed", "0", "--data", str(mnist_prepared), "--out", "run", "--log", "log.json"],
         cwd=tmp_path, env=command_env(tmp_path), capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "imported: ['jax']"
 
 
-def test_backends_differ_in_random_streams_only(mnist_dir: Path, tmp_path: Path) -> None:
+def test_backends_differ_in_random_streams_only(mnist_prepared: Path, tmp_path: Path) -> None:
     """The backend param really switches backend: same seed, other initial weights, same skill."""
     metrics = {}
     for backend in ("tensorflow", "jax"):
         folder = write_params(tmp_path / backend, data={"train_samples": 2000, "val_samples": 500},
                               train={"epochs": 2, "backend": backend})
         result = run_stage(folder, "train", "--network", "mlp", "--initializer", "he_normal", "--seed", "0",
-                           "--data", str(mnist_dir), "--out", "run", "--log", "log.json")
+                           "--data", str(mnist_prepared), "--out", "run", "--log", "log.json")
         assert result.returncode == 0, result.stderr
         metrics[backend] = json.loads((folder / "run" / "metrics.json").read_text())
     assert metrics["tensorflow"] != metrics["jax"]

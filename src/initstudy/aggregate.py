@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from initstudy import theory
 from initstudy.errors import StudyError
-from initstudy.params import ModelParams
+from initstudy.params import InitSpec, ModelParams
 
 SUMMARY_METRICS = ("final_val_accuracy", "best_val_accuracy", "final_val_loss")
 RUN_KEYS = ["network", "initializer", "seed"]
@@ -180,6 +181,10 @@ def _finite(tree: Any) -> Any:
     if isinstance(tree, dict):
         cleaned = {k: _finite(v) for k, v in tree.items()}
         return {k: v for k, v in cleaned.items() if v is not None and v != {}}
+    if isinstance(tree, list):
+        return [_finite(v) for v in tree]
+    if isinstance(tree, str):
+        return tree
     if isinstance(tree, (bool, np.bool_)):
         return bool(tree)
     if isinstance(tree, (int, np.integer)):
@@ -279,7 +284,7 @@ def summarize_study(
 def across_networks(runs: pd.DataFrame, networks: dict[str, ModelParams]) -> pd.DataFrame:
     """A row per (network, initializer): the network's activation and depth (its hidden Dense
     layers), runs, diverged runs, the final val accuracy's mean and 95% confidence interval,
-    and the epochs to the target of the runs that reached it."""
+    the epochs to the target of the runs that reached it, and σ_w² and σ_b² (see variances)."""
     rows = []
     for (network, initializer), group in runs.groupby(["network", "initializer"], sort=False):
         converged = group[~group.diverged.astype(bool)]
@@ -292,8 +297,67 @@ def across_networks(runs: pd.DataFrame, networks: dict[str, ModelParams]) -> pd.
             "ci95_low": final.get("ci95_low", math.nan), "ci95_high": final.get("ci95_high", math.nan),
             "epochs_to_target": converged.epochs_to_target.mean(),
             "reached_target": int(converged.epochs_to_target.notna().sum()),
+            "weight_variance": group.weight_variance.iloc[0], "bias_variance": group.bias_variance.iloc[0],
         })
     return pd.DataFrame(rows)
+
+
+def variances(networks: dict[str, ModelParams], initializers: dict[str, InitSpec]) -> pd.DataFrame:
+    """A row per (network, initializer): σ_w² and σ_b² of the hidden layers (see theory.py), from
+    the catalogue entries; NaN where the network's hidden layers differ in width or the
+    initializer's weights or biases are not independent with mean zero."""
+    rows = []
+    for network, model in networks.items():
+        widths = set(model.hidden_units)
+        width = widths.pop() if len(widths) == 1 and model.family == "mlp" else None
+        for initializer, spec in initializers.items():
+            weight = theory.weight_variance(spec, width, width) if width else None
+            bias = theory.bias_variance(model.bias_initializer, spec, width) if width else None
+            rows.append({"network": network, "initializer": initializer,
+                         "weight_variance": math.nan if weight is None else weight,
+                         "bias_variance": math.nan if bias is None else bias})
+    return pd.DataFrame(rows, columns=["network", "initializer", "weight_variance", "bias_variance"])
+
+
+def phase_diagram(networks: pd.DataFrame, trains_above: float) -> dict[str, Any]:
+    """Theory against measurement, per activation whose study varies both depth and σ_w²: each
+    (network, initializer) "trains" if its mean final val accuracy is above `trains_above`, and
+    is predicted to if its depth is below 6 ξ_c (Schoenholz et al. 2017) at its σ_w² and σ_b².
+    Returns, per activation, the share of cells where the two agree and the cells where they don't."""
+    defined = networks.dropna(subset=["weight_variance", "bias_variance"])
+    result: dict[str, Any] = {}
+    for activation, group in defined.groupby("activation", sort=False):
+        if group.depth.nunique() < 2 or group.weight_variance.nunique() < 2:
+            continue
+        cells = []
+        for row in group.itertuples():
+            scale = theory.depth_scale(activation, row.weight_variance, row.bias_variance)
+            trains = bool(row.final_val_accuracy > trains_above)  # NaN (every run diverged): False
+            cells.append({"network": row.network, "initializer": row.initializer, "depth": int(row.depth),
+                          "weight_variance": row.weight_variance, "bias_variance": row.bias_variance,
+                          "final_val_accuracy": row.final_val_accuracy, "depth_scale": scale,
+                          "trains": trains, "predicted": bool(row.depth < 6 * scale)})
+        agree = [cell for cell in cells if cell["trains"] == cell["predicted"]]
+        result[activation] = {"cells": len(cells), "agree": len(agree), "agreement": len(agree) / len(cells),
+                              "trains_above": trains_above,
+                              "disagree": [cell for cell in cells if cell["trains"] != cell["predicted"]]}
+    return _finite(result)
+
+
+def _phase_table(activation: str, entry: dict[str, Any], networks: pd.DataFrame) -> str:
+    """Mean final val accuracy per depth (rows) and σ_w² (columns); * where theory disagrees."""
+    group = networks[networks.activation == activation].dropna(subset=["weight_variance", "bias_variance"])
+    wrong = {(c["network"], c["initializer"]) for c in entry["disagree"]}
+    cells = group.assign(
+        sigma=[f"{w:.3g}" + (f" ({r})" if r.startswith("torch") else "") for w, r in zip(group.weight_variance, group.initializer)],
+        cell=[_number(r.final_val_accuracy, 3) + ("*" if (r.network, r.initializer) in wrong else "")
+              for r in group.itertuples()])
+    table = cells.pivot_table(index="depth", columns="sigma", values="cell", aggfunc=" ".join)
+    columns = sorted(table.columns, key=lambda c: float(c.split()[0]))
+    table = table[columns].rename_axis(index="depth", columns="σ_w²")
+    return (f"{entry['agree']} of {entry['cells']} cells agree ({entry['agreement']:.0%}): trains = mean final "
+            f"val accuracy above {entry['trains_above']:g}; predicted = depth below 6 ξ_c. * marks a cell "
+            f"where they disagree.\n\n" + table.to_markdown() + "\n")
 
 
 def _mean_std(stats_: dict[str, float], digits: int = 4) -> str:
@@ -382,12 +446,14 @@ def _depth_table(table: pd.DataFrame) -> str:
 
 def results_table(summary: dict[str, Any], networks: pd.DataFrame, target: float, reference: str) -> str:
     """The summary as markdown: per network the ranking and analyses; with several networks,
-    first the final accuracy of every initializer on every network. p-values are Welch's,
-    adjusted by Benjamini–Hochberg over all the tests of the study."""
+    first the phase diagrams if any, then the final accuracy of every initializer on every
+    network. p-values are Welch's, adjusted by Benjamini–Hochberg over all the tests of the study."""
     per_network = summary["networks"]
     if len(per_network) == 1:
         return _network_tables(next(iter(per_network.values())), target, reference, "###")
-    parts = ["### Final val accuracy on every network (mean over seeds, 95% CI)\n", _depth_table(networks), "\n"]
+    parts = [f"### Phase diagram, {activation}: theory against measurement\n\n{_phase_table(activation, entry, networks)}\n"
+             for activation, entry in summary.get("phase_diagram", {}).items()]
+    parts += ["### Final val accuracy on every network (mean over seeds, 95% CI)\n", _depth_table(networks), "\n"]
     for network, entry in per_network.items():
         parts += [f"\n### {network}\n\n", _network_tables(entry, target, reference, "####")]
     return "".join(parts)

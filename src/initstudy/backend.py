@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import sys
 import warnings
@@ -20,7 +21,8 @@ def use_backend(name: str, isa: str) -> None:
 
     On a backend other than TensorFlow, TensorFlow is blocked from import: Keras would
     otherwise import it (several seconds) only to seed it in `set_random_seed`, and no
-    TensorFlow op runs in training on JAX.
+    TensorFlow op runs in training on JAX. matplotlib is blocked too, unless already
+    loaded: Keras imports pyplot (0.7 s) for an image-gallery helper no stage calls.
     """
     if "keras" in sys.modules:
         import keras
@@ -32,6 +34,8 @@ def use_backend(name: str, isa: str) -> None:
     os.environ["KERAS_BACKEND"] = name
     if name != "tensorflow" and "tensorflow" not in sys.modules:
         sys.modules["tensorflow"] = None  # type: ignore[assignment]
+    if "matplotlib" not in sys.modules:
+        sys.modules["matplotlib"] = None  # type: ignore[assignment]
     if name == "jax":
         _cache_compilations()
         if threads:
@@ -97,3 +101,29 @@ def _cache_compilations() -> None:
 
     jax.config.update("jax_compilation_cache_dir", str(compilation_cache()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    _replace_damaged_entries(compilation_cache())
+
+
+def _replace_damaged_entries(folder: Path) -> None:
+    """Delete a cache entry JAX cannot read, so that JAX writes the program it then compiles.
+
+    JAX warns of such an entry and compiles the program, but never overwrites an entry that
+    exists: without this, every later stage would warn again. The entry's files are named
+    by the cache key that JAX's reader receives (jax._src.compilation_cache, JAX 0.10).
+    """
+    from jax._src import compilation_cache as cache
+
+    read = cache.get_executable_and_time
+    if getattr(read, "replaces_damaged", False):
+        return
+
+    def read_or_drop(cache_key: str, *args, **kwargs):
+        try:
+            return read(cache_key, *args, **kwargs)
+        except Exception:
+            for entry in folder.glob(f"{glob.escape(cache_key)}-*"):
+                entry.unlink(missing_ok=True)
+            raise
+
+    read_or_drop.replaces_damaged = True  # type: ignore[attr-defined]
+    cache.get_executable_and_time = read_or_drop

@@ -1,4 +1,6 @@
-"""Dataset files, their published checksums, and the formats they come in (IDX, CIFAR-10 python)."""
+"""Dataset files, their published checksums, the formats they come in (IDX, CIFAR-10
+python), and the prepared copy the stages load: one uncompressed .npy file per array,
+decoded and checked once by the `prepare` stage, memory-mapped by every other."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from initstudy.atomic import write_atomically
 from initstudy.errors import StudyError
 
 
@@ -207,14 +210,55 @@ def read_cifar10(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return x_train, y_train, x_val, y_val
 
 
+PREPARED = ("x_train", "y_train", "x_val", "y_val")
+
+
+def read_dataset(name: str, directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The downloaded files of dataset `name` decoded: training and validation images of
+    shape (height, width, channels) as uint8, and their labels, each checked."""
+    arrays = DATASETS[name].reader(directory)
+    _check(name, dict(zip(PREPARED, arrays)), directory)
+    return arrays
+
+
+def _check(name: str, arrays: dict[str, np.ndarray], where: Path, remedy: str = "") -> None:
+    """Raise DataError (ending in `remedy`) unless `arrays` are images and labels of dataset `name`."""
+    spec = DATASETS[name]
+    for part in ("train", "val"):
+        x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:3] != (spec.image_size, spec.image_size):
+            raise DataError(f"{where}: x_{part} is {x.dtype} {x.shape}, not uint8 images of "
+                            f"{spec.image_size}×{spec.image_size} pixels{remedy}")
+        if y.dtype != np.uint8 or y.shape != (len(x),):
+            raise DataError(f"{where}: y_{part} is {y.dtype} {y.shape}, not {len(x)} uint8 labels{remedy}")
+        if len(y) and int(y.max()) >= spec.classes:
+            raise DataError(f"{where}: y_{part} holds label {int(y.max())}; {name} has {spec.classes} classes{remedy}")
+
+
+def prepare_dataset(name: str, raw: Path, out: Path) -> None:
+    """Decode the downloaded files of dataset `name` in `raw` into out/<array>.npy."""
+    for array_name, array in zip(PREPARED, read_dataset(name, raw)):
+        write_atomically(out / f"{array_name}.npy", lambda tmp, a=array: np.save(tmp, a, allow_pickle=False))
+
+
 def load_split(
     name: str, directory: Path, train_samples: int | None = None, val_samples: int | None = None
 ) -> Split:
-    """Load a downloaded dataset as images of shape (height, width, channels) scaled to [0, 1],
-    keeping the first N samples of each part if asked (more than the part holds is an error)."""
-    x_train, y_train, x_val, y_val = DATASETS[name].reader(directory)
-    for key, limit, part, images in (("data.train_samples", train_samples, "training", x_train),
-                                     ("data.val_samples", val_samples, "validation", x_val)):
+    """Load the prepared dataset in `directory` as images scaled to [0, 1] and integer labels,
+    keeping the first N samples of each part if asked (more than the part holds is an error).
+
+    The arrays are memory-mapped: only the samples kept are read, and then once.
+    """
+    remedy = "; `dvc repro --force prepare` makes the prepared data again"
+    arrays = {}
+    for array_name in PREPARED:
+        try:
+            arrays[array_name] = np.load(directory / f"{array_name}.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{directory / array_name}.npy: cannot load the prepared {name} data ({exc}){remedy}") from None
+    _check(name, arrays, directory, remedy)
+    for key, limit, part, images in (("data.train_samples", train_samples, "training", arrays["x_train"]),
+                                     ("data.val_samples", val_samples, "validation", arrays["x_val"])):
         if limit is not None and limit > len(images):
             raise DataError(f"{key} = {limit}: {directory} holds only {len(images):,} {part} images")
 
@@ -222,6 +266,6 @@ def load_split(
         return x[:limit].astype(np.float32) / 255.0
 
     return Split(
-        scaled(x_train, train_samples), y_train[:train_samples].astype(np.int64),
-        scaled(x_val, val_samples), y_val[:val_samples].astype(np.int64),
+        scaled(arrays["x_train"], train_samples), arrays["y_train"][:train_samples].astype(np.int64),
+        scaled(arrays["x_val"], val_samples), arrays["y_val"][:val_samples].astype(np.int64),
     )

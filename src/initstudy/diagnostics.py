@@ -19,7 +19,6 @@ from initstudy.datasets import Split
 from initstudy.initialization import initial_model
 from initstudy.models import kernel_layers, study_loss
 from initstudy.params import InitSpec, ModelParams
-from initstudy.theory import predicted_std
 
 SATURATING = {"tanh": 0.99, "sigmoid": 0.99}  # |tanh| or |2·sigmoid − 1| beyond this is flat
 HISTOGRAM_BINS = 40
@@ -95,6 +94,8 @@ class LayerProbe:
 def layer_report(model: keras.Model, x: np.ndarray, y: np.ndarray, activation: str) -> pd.DataFrame:
     """The probe's rows at initialization, with each kernel's weight std and, for an mlp,
     the output std that the variance argument predicts from the input and the kernels."""
+    from initstudy.theory import predicted_std  # SciPy's stats: here, not in every training stage
+
     report = LayerProbe(model, x, y, activation)()
     kernels = [np.asarray(layer.kernel) for layer in kernel_layers(model)]
     report["weight_std"] = [float(k.std()) for k in kernels]

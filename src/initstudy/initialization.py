@@ -17,7 +17,7 @@ from threadpoolctl import ThreadpoolController
 from initstudy.datasets import Split
 from initstudy.errors import StudyError
 from initstudy.models import build_model, kernel_layers
-from initstudy.params import InitSpec, LSUVInit, ModelParams
+from initstudy.params import InitSpec, LSUVInit, ModelParams, TorchDefaultInit
 
 # The BLAS libraries loaded with Keras (NumPy's and SciPy's OpenBLAS, whose LAPACK the
 # backends' QR calls), found once at import: finding them walks the loaded libraries
@@ -49,6 +49,13 @@ def lsuv(model: keras.Model, x: np.ndarray, spec: LSUVInit) -> None:
         print(f"LSUV: {layer.name} output variance {variance:.4f}", flush=True)
 
 
+def torch_biases(model: keras.Model) -> None:
+    """Draw each kernel layer's biases from U(±1/√fan_in), as PyTorch does by default."""
+    for layer in kernel_layers(model):
+        bound = 1 / math.sqrt(math.prod(layer.kernel.shape[:-1]))
+        layer.bias.assign(keras.initializers.RandomUniform(-bound, bound)(layer.bias.shape))
+
+
 def initial_model(split: Split, n_classes: int, model: ModelParams, spec: InitSpec, seed: int) -> keras.Model:
     """The network exactly as a run starts training: the same seed, calls and weights every time.
 
@@ -60,6 +67,8 @@ def initial_model(split: Split, n_classes: int, model: ModelParams, spec: InitSp
     keras.utils.set_random_seed(seed)
     with BLAS.limit(limits=1, user_api="blas"):
         network = build_model(split.x_train.shape[1:], n_classes, model, spec)
+        if isinstance(spec, TorchDefaultInit):
+            torch_biases(network)
     if isinstance(spec, LSUVInit):
         lsuv(network, split.x_train[: spec.batch_size], spec)
     return network

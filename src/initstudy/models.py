@@ -8,9 +8,12 @@ from initstudy.params import InitSpec, ModelParams
 
 
 def keras_initializer(spec: InitSpec) -> keras.initializers.Initializer:
-    """The Keras initializer a spec names, with its arguments. LSUV starts from orthogonal."""
+    """The Keras initializer a spec names, with its arguments. LSUV starts from orthogonal;
+    torch_default's kernels are U(±1/√fan_in), variance 1/(3·fan_in)."""
     if spec.name == "lsuv":
         return keras.initializers.Orthogonal()
+    if spec.name == "torch_default":
+        return keras.initializers.VarianceScaling(1 / 3, mode="fan_in", distribution="uniform")
     return keras.initializers.deserialize({"class_name": spec.name, "config": spec.arguments()})
 
 

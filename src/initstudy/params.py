@@ -150,8 +150,16 @@ class LSUVInit(_Init):
     batch_size: Count = 512
 
 
+class TorchDefaultInit(_Init):
+    """PyTorch's default for nn.Linear and nn.Conv2d: kernels by kaiming_uniform_(a=√5), which
+    is U(±1/√fan_in), and biases U(±1/√fan_in) in place of the network's bias_initializer."""
+
+    name: Literal["torch_default"]
+
+
 InitSpec = Annotated[
-    PlainInit | ConstantInit | NormalInit | UniformInit | MatrixInit | VarianceScalingInit | LSUVInit,
+    PlainInit | ConstantInit | NormalInit | UniformInit | MatrixInit | VarianceScalingInit | LSUVInit
+    | TorchDefaultInit,
     Field(discriminator="name"),
 ]
 NEEDS_A_MATRIX = ("orthogonal", "identity", "lsuv")
@@ -233,6 +241,9 @@ class ModelParams(_Section):
     def _bias_is_elementwise(cls, spec: _Init) -> _Init:
         if spec.name in NEEDS_A_MATRIX:
             raise ValueError(f"{spec.name} needs a matrix; a bias is a vector")
+        if spec.name == "torch_default":
+            raise ValueError("torch_default draws a layer's biases from its kernel's fan-in; name it as an "
+                             "initializer, and it sets the biases too")
         return spec
 
     @model_validator(mode="after")
@@ -294,6 +305,7 @@ class ProbeParams(_Section):
 class AnalysisParams(_Section):
     target_accuracy: Real = Field(gt=0, le=1)
     reference: str
+    trains_above: Real = Field(gt=0, lt=1)  # the phase diagram's "trains": mean final val accuracy above this
 
 
 class Params(_Section):

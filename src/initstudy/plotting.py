@@ -351,3 +351,57 @@ def init_weights(histograms: pd.DataFrame, path: Path, dpi: int) -> None:
     fig.suptitle("Initial kernel weights per layer (share of weights per bin; first seed)")
     fig.supxlabel("weight value")
     _save(fig, path, dpi)
+
+
+def _edges(values: np.ndarray) -> np.ndarray:
+    """Cell edges halfway between sorted centre values, the outer ones as far out as the inner."""
+    middle = (values[1:] + values[:-1]) / 2
+    return np.concatenate([[2 * values[0] - middle[0]], middle, [2 * values[-1] - middle[-1]]])
+
+
+def phase(networks: pd.DataFrame, diagrams: dict[str, Any], path: Path, dpi: int) -> None:
+    """Per activation whose study varies depth and σ_w²: the mean final val accuracy of each
+    (depth, σ_w²) cell, with the mean-field depth scale ξ_c and 6 ξ_c drawn over it at the
+    study's σ_b², the critical σ_w² dashed, and × on the cells where theory and measurement
+    disagree (aggregate's phase_diagram)."""
+    from initstudy.theory import critical_weight_variance, depth_scale  # SciPy: only where drawn
+
+    if not diagrams:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.text(0.5, 0.5, "no phase diagram: no activation of this study\nvaries both depth and σ_w²",
+                ha="center", va="center")
+        ax.set_axis_off()
+        _save(fig, path, dpi)
+        return
+    fig, axes = plt.subplots(1, len(diagrams), figsize=(7 * len(diagrams) + 1.5, 5.5), squeeze=False,
+                             layout="constrained")
+    for ax, (activation, entry) in zip(axes[0], diagrams.items()):
+        group = networks[networks.activation == activation].dropna(subset=["weight_variance", "bias_variance"])
+        grid = group.pivot_table(index="depth", columns="weight_variance", values="final_val_accuracy")
+        sigmas, depths = grid.columns.to_numpy(float), grid.index.to_numpy(float)
+        mesh = ax.pcolormesh(_edges(sigmas), _edges(depths), grid.to_numpy(), cmap="viridis", vmin=0.1, vmax=1.0)
+        bias = float(group.bias_variance.mode().iloc[0])
+        dense = np.linspace(sigmas.min(), sigmas.max(), 61)
+        scales = np.array([depth_scale(activation, v, bias) for v in dense])
+        ax.plot(dense, scales, color="white", lw=1.5, ls=":", label="ξ_c")
+        ax.plot(dense, 6 * scales, color="white", lw=2, label="6 ξ_c: trainable below (theory)")
+        try:
+            critical = critical_weight_variance(activation, bias)
+            ax.axvline(critical, color="white", ls="--", lw=1, label=f"critical σ_w² = {critical:.2f}")
+        except ValueError:  # no χ₁ = 1 in the searched range
+            pass
+        for cell in entry["disagree"]:
+            ax.plot(cell["weight_variance"], cell["depth"], "x", color="red", ms=10, mew=2)
+        ax.plot([], [], "x", color="red", mew=2, label="theory and measurement disagree")
+        for row in group[group.initializer == "torch_default"].itertuples():
+            ax.annotate("PyTorch default", (row.weight_variance, row.depth), color="white", fontsize="x-small",
+                        ha="center", va="bottom", xytext=(0, 6), textcoords="offset points")
+        ax.set(xlim=(_edges(sigmas)[0], _edges(sigmas)[-1]), ylim=(_edges(depths)[0], _edges(depths)[-1]),
+               xlabel="σ_w² (weights N(0, σ_w²/fan_in))", ylabel="hidden layers",
+               title=f"{activation}, σ_b² = {bias:g}: {entry['agree']}/{entry['cells']} cells agree "
+                     f"({entry['agreement']:.0%})")
+        ax.legend(fontsize="x-small", loc="upper right", framealpha=0.3)
+        fig.colorbar(mesh, ax=ax, label="final validation accuracy (mean over seeds)")
+    fig.suptitle(f"Where a network can train: measurement (colour; trains = accuracy above "
+                 f"{next(iter(diagrams.values()))['trains_above']:g}) and mean-field theory (lines)")
+    _save(fig, path, dpi)

@@ -21,6 +21,7 @@ import sys
 from initstudy.errors import StudyError, stage_main
 
 GROUP = "train"
+PREPARE = "prepare"  # the stage whose output every training stage reads
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -69,9 +70,11 @@ def train_shard(index: int, count: int) -> None:
     if not remote:  # one `dvc repro` for all: DVC's bookkeeping costs about 1.5 s a call
         dvc("repro", *stages)
         return
-    for stage in stages:  # one at a time, each published before the next starts
+    for number, stage in enumerate(stages):  # one at a time, each published before the next starts
         dvc("repro", "--pull", stage)
         dvc("push", stage)
+        if number == 0:  # the prepared data too: the run-cache holds an entry of the stage that made it
+            dvc("push", PREPARE)
         dvc("push", "--run-cache", stage)
 
 

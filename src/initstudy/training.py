@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import pandas as pd
 
 from initstudy.atomic import write_atomically, write_json, write_text
@@ -29,6 +30,7 @@ from initstudy.initialization import initial_model
 from initstudy.models import study_loss
 from initstudy.numerics import cpu_model, environment
 from initstudy.params import Params, ProbeParams, TrainParams
+from initstudy.timings import RunClock
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -93,18 +95,56 @@ def compile_model(model: keras.Model, train: TrainParams, steps_per_epoch: int) 
     )
 
 
+# A run has diverged when a loss is not finite, or when its last epoch ends with a loss more
+# than RUNAWAY times the larger of its validation loss at initialization and ln(classes),
+# the loss of a classifier that has learned nothing. A run that learns lowers its loss, and
+# one that learns nothing (zeros) keeps it; one that ends ten times above where it started
+# has weights that grew without bound, even while its loss is still finite (Adam at a huge
+# learning rate ends near 1e22). A spike the run recovers from is not a divergence.
+RUNAWAY = 10.0
+
+
+def initial_loss(model: keras.Model, split: Split, chunk: int = 2500) -> float:
+    """The mean validation loss of the network as it starts, in float64 from inference calls
+    on chunks of the validation set. (model.evaluate before fit changed a run's training in
+    Keras 3.15 on JAX; plain calls do not.)"""
+    logits = np.concatenate([np.asarray(model(split.x_val[i : i + chunk], training=False), dtype=np.float64)
+                             for i in range(0, len(split.x_val), chunk)])
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(logits)), split.y_val].mean())
+
+
 def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def run_metrics(history: dict[str, list[float]]) -> dict[str, Any]:
+def divergence(history: dict[str, list[float]], initial_val_loss: float, n_classes: int) -> str | None:
+    """Why a run counts as diverged (see RUNAWAY), or None if it does not."""
+    if not math.isfinite(initial_val_loss):
+        return "non-finite validation loss at initialization"
+    for epoch, losses in enumerate(zip(history["loss"], history["val_loss"]), 1):
+        if not all(math.isfinite(v) for v in losses):
+            return f"non-finite loss in epoch {epoch}"
+    baseline = max(initial_val_loss, math.log(n_classes))
+    final = max(history["loss"][-1], history["val_loss"][-1])
+    if final > RUNAWAY * baseline:
+        return (f"loss {final:.3g} in the last epoch, over {RUNAWAY:g}× {baseline:.3g} "
+                "(the larger of the validation loss at initialization and ln(classes))")
+    return None
+
+
+def run_metrics(history: dict[str, list[float]], initial_val_loss: float, n_classes: int) -> dict[str, Any]:
     """Summary of one run's history; non-finite values become null, so the JSON stays valid."""
     val_accuracy = history["val_accuracy"]
     finite = [v if math.isfinite(v) else -math.inf for v in val_accuracy]
     best = max(range(len(finite)), key=finite.__getitem__)
+    reason = divergence(history, initial_val_loss, n_classes)
     return {
-        "diverged": not all(math.isfinite(v) for v in history["loss"] + history["val_loss"]),
+        "diverged": reason is not None,
+        "diverged_because": reason,
         "epochs_completed": len(val_accuracy),
+        "initial_val_loss": _finite(initial_val_loss),
         "final_val_accuracy": _finite(val_accuracy[-1]),
         "best_val_accuracy": _finite(val_accuracy[best]),
         "best_epoch": best + 1,
@@ -131,7 +171,11 @@ def save_model(model: keras.Model, path: Path) -> None:
     config. The same weights give the same bytes."""
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "model.keras"
-        model.save(saved)
+        previous, tempfile.tempdir = tempfile.tempdir, tmp  # Keras' own scratch folders go here too,
+        try:                                                 # and with it, even when saving fails
+            model.save(saved)
+        finally:
+            tempfile.tempdir = previous
 
         def rewrite(target: Path) -> None:
             with zipfile.ZipFile(saved) as source, zipfile.ZipFile(target, "w") as archive:
@@ -150,16 +194,21 @@ def save_model(model: keras.Model, path: Path) -> None:
 
 def train_run(
     split: Split, n_classes: int, params: Params, network: str, initializer: str, seed: int, out_dir: Path,
-    log: Path | None = None,
+    log: Path | None = None, clock: RunClock | None = None,
 ) -> dict[str, Any]:
     """Train one model, its network and initializer named by their labels in params.networks
     and params.initializers; write history.csv, model.keras, environment.json, probes.csv
     (if params.probes.epochs lists any) and metrics.json (last) to `out_dir`, and the
-    wall-clock times and CPU to `log` if given."""
+    wall-clock times and CPU to `log` if given (with the phases of `clock`)."""
+    clock = clock or RunClock()
     out_dir.mkdir(parents=True, exist_ok=True)
     architecture = params.networks[network]
     model = initial_model(split, n_classes, architecture, params.initializers[initializer], seed)
+    clock.mark("build")
     compile_model(model, params.train, math.ceil(len(split.x_train) / params.train.batch_size))
+    clock.mark("compile")
+    initial_val_loss = initial_loss(model, split)  # where the divergence test starts from
+    clock.mark("initial_loss")
     timer = EpochTimer()
     probes = [probe_logger(model, split, architecture.activation, params.probes)] if params.probes.epochs else []
     history = model.fit(
@@ -178,12 +227,15 @@ def train_run(
     )
     for probe in probes:
         write_text(out_dir / "probes.csv", probe.table().to_csv(index=False))
+    clock.mark("fit")
     metrics = {"network": network, "initializer": initializer, "seed": seed}
-    metrics |= run_metrics(history.history)
+    metrics |= run_metrics(history.history, initial_val_loss, n_classes)
     save_model(model, out_dir / "model.keras")
     write_json(out_dir / "environment.json", environment(params.train.backend))
+    write_json(out_dir / "metrics.json", metrics)
+    clock.mark("save")
     if log:
         write_json(log, {"run": out_dir.name, "cpu": cpu_model(), "threads": compute_threads() or os.cpu_count(),
+                         "process_seconds": clock.total(), "phase_seconds": clock.seconds,
                          "fit_seconds": sum(timer.seconds), "epoch_seconds": timer.seconds})
-    write_json(out_dir / "metrics.json", metrics)
     return metrics

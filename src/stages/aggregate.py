@@ -16,9 +16,11 @@ from initstudy.aggregate import (
     headline,
     load_runs,
     load_tables,
+    phase_diagram,
     results_table,
     study_runs,
     summarize_study,
+    variances,
 )
 from initstudy.atomic import write_json, write_text
 from initstudy.errors import stage_main
@@ -42,9 +44,13 @@ def main() -> None:
     for warning in environments(args.runs, every_run):
         print(f"warning: {warning}", file=sys.stderr)
     runs = analyze_runs(runs, epochs, analysis.target_accuracy)
+    catalogue = variances({name: params.networks[name] for name in study.networks},
+                          {name: params.initializers[name] for name in study.initializers})
+    runs = runs.merge(catalogue, on=["network", "initializer"], how="left")
     summary = summarize_study(runs, epochs, study.networks, study.initializers, analysis.reference,
                               pd.read_csv(args.init))
     networks = across_networks(runs, params.networks)
+    summary["phase_diagram"] = phase_diagram(networks, analysis.trains_above)
     write_text(args.out / "epochs.csv", converged_epochs(runs, epochs).to_csv(index=False))
     write_text(args.out / "runs.csv", runs.to_csv(index=False))
     write_text(args.out / "networks.csv", networks.to_csv(index=False))

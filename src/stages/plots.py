@@ -19,6 +19,7 @@ from initstudy.plotting import (
     depth,
     final_accuracy,
     labelled,
+    phase,
     probes,
     seeds,
     uniform_vs_normal,
@@ -49,7 +50,10 @@ def main() -> None:
     seeds(labelled(epochs), args.out / "seeds.png", dpi)
     uniform_vs_normal(epochs[epochs.network == next(iter(summary))], families, args.out / "uniform_vs_normal.png", dpi)
     convergence(labelled(runs), target, args.out / "convergence.png", dpi)
-    depth(pd.read_csv(args.metrics / "networks.csv"), target, args.out / "depth.png", dpi)
+    networks = pd.read_csv(args.metrics / "networks.csv")
+    depth(networks, target, args.out / "depth.png", dpi)
+    phase(networks, json.loads((args.metrics / "summary.json").read_text()).get("phase_diagram", {}),
+          args.out / "phase.png", dpi)
     probes(pd.read_csv(args.metrics / "probes.csv"), args.out / "probes.png", dpi)
 
 

@@ -9,6 +9,7 @@ from initstudy.backend import use_backend
 from initstudy.datasets import DATASETS, load_split
 from initstudy.errors import StudyError, stage_main
 from initstudy.params import load_params
+from initstudy.timings import RunClock
 
 
 @stage_main
@@ -22,6 +23,7 @@ def main() -> None:
     parser.add_argument("--log", type=Path, required=True,
                         help="JSON file for what is not a result: wall-clock times and the CPU")
     args = parser.parse_args()
+    clock = RunClock()  # its first phase, start, ends here
     params = load_params()
     for option, label, catalogue in (("network", args.network, params.networks),
                                      ("initializer", args.initializer, params.initializers)):
@@ -30,11 +32,13 @@ def main() -> None:
     split = load_split(
         params.data.name, args.data, params.data.train_samples, params.data.val_samples
     )
+    clock.mark("data")
     use_backend(params.train.backend, params.train.cpu_isa)
     from initstudy.training import train_run  # imports Keras, so only once the backend is set
 
+    clock.mark("framework")
     classes = DATASETS[params.data.name].classes
-    train_run(split, classes, params, args.network, args.initializer, args.seed, args.out, args.log)
+    train_run(split, classes, params, args.network, args.initializer, args.seed, args.out, args.log, clock)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,140 @@
+"""Reproduce the whole pipeline with its training stages spread over local workers: `make study`.
+
+`dvc repro` runs one stage at a time, and one small training process cannot keep two cores
+busy. This checks the params first (the project's messages, before DVC parses them), runs
+the stages up to the data, then gives the training stages that are not up to date to N
+workers at once. Each worker is a git worktree of this checkout (HEAD plus the working
+tree's changes) sharing its DVC cache, with cores/N compute threads, and reproduces its
+share with `dvc repro`. Then `dvc repro` here restores every trained run from the shared
+run-cache, trains nothing, and runs the stages after training. The thread count changes
+no result on JAX (see README, "Threads"), so the runs are the bits one worker would make.
+
+    python -m initstudy.parallel             # as many workers as CPUs
+    python -m initstudy.parallel --workers 1 # plain `dvc repro`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from initstudy.errors import StudyError, stage_main
+from initstudy.shards import GROUP, PREPARE, share
+
+
+def run(*args: str, cwd: Path | None = None, capture: bool = False, env: dict[str, str] | None = None) -> str:
+    """Run a command; stop with its exit status if it fails; return its stdout if `capture`."""
+    result = subprocess.run(args, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE if capture else None)
+    if result.returncode != 0:
+        raise StudyError(f"`{' '.join(args[:4])}{' …' if len(args) > 4 else ''}` failed "
+                         f"(exit status {result.returncode}); see its output above")
+    return result.stdout or ""
+
+
+def dvc(*args: str, cwd: Path | None = None, capture: bool = False, env: dict[str, str] | None = None) -> str:
+    return run(sys.executable, "-m", "dvc", *args, cwd=cwd, capture=capture, env=env)
+
+
+def stale_training_stages() -> list[str]:
+    """The training stages `dvc repro` would run or restore, in dvc.yaml's order."""
+    status = json.loads(dvc("status", "--json", capture=True) or "{}")
+    names = dvc("stage", "list", "--name-only", capture=True).split()
+    return [name for name in names if name.startswith(f"{GROUP}@") and name in status]
+
+
+def make_worktree(path: Path, cache: str) -> None:
+    """A git worktree of HEAD at `path`, with this checkout's uncommitted changes and DVC cache."""
+    run("git", "worktree", "add", "--quiet", "--detach", str(path), "HEAD")
+    changed = run("git", "ls-files", "-z", "--modified", "--others", "--exclude-standard", capture=True)
+    deleted = set(run("git", "ls-files", "-z", "--deleted", capture=True).split("\0"))
+    for name in filter(None, changed.split("\0")):
+        target = path / name
+        if name in deleted:
+            target.unlink(missing_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(name, target)
+    dvc("cache", "dir", "--local", cache, cwd=path)
+
+
+def _relay(stream, prefix: str) -> None:
+    for line in stream:
+        sys.stdout.write(f"{prefix}{line}")
+        sys.stdout.flush()
+
+
+def train_in_workers(stages: list[str], workers: int) -> None:
+    """Reproduce `stages` in `workers` worktrees at once, sharing this checkout's DVC cache;
+    copy their logs into logs/."""
+    cache = dvc("cache", "dir", capture=True).strip()
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    root = Path(tempfile.mkdtemp(prefix="initstudy-workers-"))
+    trees = [root / f"worker-{i}" for i in range(1, workers + 1)]
+    processes: list[subprocess.Popen] = []
+    relays: list[threading.Thread] = []
+    try:
+        for tree in trees:
+            make_worktree(tree, cache)
+        for i, tree in enumerate(trees, 1):
+            mine = share(stages, i, workers)
+            print(f"worker {i}/{workers}: {len(mine)} stage(s), {threads} thread(s)", flush=True)
+            env = dict(os.environ, INITSTUDY_THREADS=str(threads), PYTHONPATH=os.pathsep.join(
+                filter(None, [str(tree / "src"), os.environ.get("PYTHONPATH")])))
+            process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", *mine], cwd=tree, env=env,
+                                       text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            relays.append(threading.Thread(target=_relay, args=(process.stdout, f"[{i}/{workers}] "), daemon=True))
+            relays[-1].start()
+            processes.append(process)
+        failed = [i for i, process in enumerate(processes, 1) if process.wait() != 0]
+        for relay in relays:
+            relay.join()
+        for tree in trees:
+            for log in (tree / "logs").glob("*.json"):
+                Path("logs").mkdir(exist_ok=True)
+                shutil.copy2(log, Path("logs") / log.name)
+        if failed:
+            raise StudyError(f"worker(s) {', '.join(map(str, failed))} of {workers} failed (their output is above); "
+                             "what the others trained is in the DVC cache, so running this again resumes")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait()
+        for tree in trees:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], stderr=subprocess.DEVNULL)
+        subprocess.run(["git", "worktree", "prune"])
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def reproduce(workers: int) -> None:
+    """Check the params, then `dvc repro` with the training stages spread over `workers`."""
+    run(sys.executable, "src/stages/check_params.py")
+    if workers > 1:
+        dvc("repro", PREPARE)
+        stages = stale_training_stages()
+        if len(stages) > 1:
+            train_in_workers(stages, min(workers, len(stages)))
+    dvc("repro")
+
+
+@stage_main
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m initstudy.parallel", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="training processes at once (default: one per CPU)")
+    workers = parser.parse_args().workers
+    if workers < 1:
+        raise StudyError(f"--workers {workers}: expected at least 1")
+    reproduce(workers)
+
+
+if __name__ == "__main__":
+    main()
