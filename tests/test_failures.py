@@ -92,8 +92,9 @@ def test_a_key_that_dvc_yaml_reads_stops_dvc_first_and_check_params_names_it(tra
     assert "study.seed: unknown key" in check.stderr and "Did you mean 'seeds'?" in check.stderr
 
 
-def stage_pid(marker: str) -> int:
-    """The process id of the running stage's Python process whose command line holds `marker`.
+def stage_pid(marker: str, workspace: Path) -> int:
+    """The process id of the running stage's Python process in `workspace` whose command line
+    holds `marker` (a study running elsewhere on the machine may run the same command).
 
     DVC starts a stage as `$SHELL -c <cmd>`; dash (`/bin/sh`) stays as the parent of the
     command instead of replacing itself, so the Python process is picked, not that shell.
@@ -101,10 +102,12 @@ def stage_pid(marker: str) -> int:
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().decode().split("\0")
+            cwd = (proc / "cwd").resolve()
         except OSError:
             continue
         cmdline = " ".join(argv)
-        if Path(argv[0]).name.startswith("python") and "src/stages/" in cmdline and marker in cmdline:
+        if (Path(argv[0]).name.startswith("python") and "src/stages/" in cmdline and marker in cmdline
+                and cwd == workspace.resolve()):
             return int(proc.name)
     raise AssertionError(f"no stage process with {marker!r}")
 
@@ -144,7 +147,7 @@ def test_an_interrupted_training_stage_leaves_no_metrics_and_only_it_reruns(
     while not killed.exists():  # the stage creates it just before building and training the model
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.005)
-    pid = stage_pid(f"--out runs/{started[1]}")
+    pid = stage_pid(f"--out runs/{started[1]}", trained.path)
     os.kill(pid, signal.SIGSTOP)  # hold it mid-run: a small run could otherwise finish before the signal
     try:
         assert not (killed / "metrics.json").exists()
