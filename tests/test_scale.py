@@ -335,12 +335,18 @@ def test_queued_experiments_run_in_parallel_and_match_a_plain_run(origin, tmp_pa
     assert diff("two-epochs", "seed-five")  # the comparison sees a difference where there is one
 
 
+def made_setup() -> list[str]:
+    """make's options for this environment, its setup taken as done (never reinstalled from a copy)."""
+    venv = Path(sys.executable).parent.parent
+    return [f"VENV={venv}", "-o", f"{venv}/.installed"]
+
+
 def test_make_study_spreads_the_training_over_workers_and_dvc_then_trains_nothing(origin, one_machine) -> None:
     """`make study` (initstudy.parallel) with two workers: the one-worker results bit for bit,
     an uncommitted change of params honoured, the worktrees gone, every run's log gathered."""
     workspace = origin.clone(origin.path.parent / "make-study")
     workspace.set_params(study={"seeds": [0, 1, 2]})  # not committed: the workers must see it
-    result = workspace.run("make", "-s", "study", "WORKERS=2", f"VENV={Path(sys.executable).parent.parent}")
+    result = workspace.run("make", "-s", *made_setup(), "study", "WORKERS=2")
     assert "worker 1/2: 3 stage(s), 1 thread(s)" in result.stdout and "worker 2/2: 3 stage(s)" in result.stdout
     trained = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("[")
                and "Running stage 'train@" in line}
@@ -364,6 +370,6 @@ def test_make_study_checks_the_params_before_dvc_reads_them(origin) -> None:
         f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
     with (workspace.path / "params.yaml").open("a") as params:
         params.write(bomb)
-    result = workspace.run("make", "-s", "study", f"VENV={Path(sys.executable).parent.parent}", check=False)
+    result = workspace.run("make", "-s", *made_setup(), "study", check=False)
     assert result.returncode != 0
     assert "params.yaml" in result.stderr and "Running stage" not in result.stdout

@@ -297,7 +297,7 @@ def across_networks(runs: pd.DataFrame, networks: dict[str, ModelParams]) -> pd.
             "ci95_low": final.get("ci95_low", math.nan), "ci95_high": final.get("ci95_high", math.nan),
             "epochs_to_target": converged.epochs_to_target.mean(),
             "reached_target": int(converged.epochs_to_target.notna().sum()),
-            "weight_variance": group.weight_variance.iloc[0], "bias_variance": group.bias_variance.iloc[0],
+            **{key: group[key].iloc[0] if key in group else math.nan for key in ("weight_variance", "bias_variance")},
         })
     return pd.DataFrame(rows)
 
