@@ -19,7 +19,7 @@ spec.loader.exec_module(run_study)
 # Trained before the current params catalogue and code (depth and depth-adam before the numerics
 # pins too): `python studies/run.py <name>` retrains them, and then this marker must go
 # (strict: the test fails once they hold their params' results).
-STALE = {"activations", "depth", "depth-adam"}
+STALE = {"depth", "depth-adam"}
 STUDIES = [pytest.param(name, marks=pytest.mark.xfail(
     name in STALE, reason="trained before the current catalogue and code; retrain it", strict=True))
     for name in sorted(path.stem for path in (ROOT / "studies").glob("*.yaml"))]
