@@ -1,9 +1,10 @@
 # One entry point for people and CI. `make study` sets up and runs the whole pipeline.
 PYTHON ?= python3.11
 VENV := .venv
-BIN := $(abspath $(VENV))/bin
+BIN := $(if $(filter /%,$(VENV)),$(VENV),$(CURDIR)/$(VENV))/bin
 # Stage commands call `python`: make it the project's, importing this checkout's package
 # (a worker's clone runs its own code with the environment of another checkout).
+# Every path is quoted: a checkout's path may hold spaces and any other character.
 RUN := PATH="$(BIN):$$PATH" PYTHONPATH="$(CURDIR)/src$${PYTHONPATH:+:$$PYTHONPATH}" DVC_NO_ANALYTICS=1
 
 .PHONY: setup study train test bench bench-workers vega
@@ -11,30 +12,30 @@ RUN := PATH="$(BIN):$$PATH" PYTHONPATH="$(CURDIR)/src$${PYTHONPATH:+:$$PYTHONPAT
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.lock pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --no-deps -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
-	touch $@
+	$(PYTHON) -m venv "$(VENV)"
+	"$(BIN)/python" -m pip install --quiet --no-deps -r requirements.lock
+	"$(BIN)/python" -m pip install --quiet --no-deps -e .
+	touch "$@"
 
 # The whole pipeline; its training stages spread over one worker per CPU (WORKERS=N to choose).
 study: setup
-	$(RUN) $(BIN)/python -m initstudy.parallel $(if $(WORKERS),--workers $(WORKERS))
+	$(RUN) "$(BIN)/python" -m initstudy.parallel $(if $(WORKERS),--workers $(WORKERS))
 
 # Worker i of N trains its share of the study's runs and, when the project has a default
 # DVC remote, pushes them with their run-cache entries: `make train SHARD=2/4`.
 # No `setup` here: cluster tasks share one environment, made once before they start.
 SHARD ?= 1/1
 train:
-	$(RUN) $(BIN)/python -m initstudy.shards $(SHARD)
+	$(RUN) "$(BIN)/python" -m initstudy.shards $(SHARD)
 
 test: setup
-	$(RUN) $(BIN)/python -m pytest
+	$(RUN) "$(BIN)/python" -m pytest
 
 bench: setup
-	$(RUN) $(BIN)/python bench/benchmark.py $(BENCH_ARGS)
+	$(RUN) "$(BIN)/python" bench/benchmark.py $(BENCH_ARGS)
 
 bench-workers: setup
-	$(RUN) $(BIN)/python bench/workers.py $(BENCH_ARGS)
+	$(RUN) "$(BIN)/python" bench/workers.py $(BENCH_ARGS)
 
 # Update the Vega libraries inlined in the report template (versions pinned in plots/vega/package.json).
 vega:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import shutil
 import subprocess
@@ -81,6 +82,76 @@ def render_page():
         return result.stdout
 
     return render
+
+
+@pytest.fixture(scope="session")
+def layout_box(render_page):
+    """Open a local page in headless Chromium, its scripts disabled unless `scripts` (through
+    the DevTools protocol over a pipe: --dump-dom needs scripts); return the width and height
+    of the first element matching a CSS selector, or None where there is none. (render_page:
+    for its check that there is a browser.)"""
+    browser = shutil.which(os.environ.get(BROWSER_ENV) or "chromium")
+
+    def box(page: Path, selector: str, scripts: bool = False) -> tuple[int, int] | None:
+        commands, replies = os.pipe(), os.pipe()
+
+        def pipes_as_fds_3_and_4() -> None:  # where --remote-debugging-pipe reads and writes
+            read, write = os.dup(commands[0]), os.dup(replies[1])
+            os.dup2(read, 3)
+            os.dup2(write, 4)
+
+        process = subprocess.Popen(
+            [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
+             "--host-resolver-rules=MAP * ~NOTFOUND"],
+            preexec_fn=pipes_as_fds_3_and_4, close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(commands[0])
+        os.close(replies[1])
+        out, into = os.fdopen(replies[0], "rb"), os.fdopen(commands[1], "wb")
+        pending, sent = b"", 0
+
+        def message() -> dict:
+            nonlocal pending
+            while b"\0" not in pending:
+                chunk = out.read1(65536)
+                if not chunk:
+                    raise RuntimeError("the browser closed its DevTools pipe")
+                pending += chunk
+            raw, pending = pending.split(b"\0", 1)
+            return json.loads(raw)
+
+        def call(method: str, session: str | None = None, **params: object) -> dict:
+            nonlocal sent
+            sent += 1
+            into.write(json.dumps({"id": sent, "method": method, "params": params}
+                                  | ({"sessionId": session} if session else {})).encode() + b"\0")
+            into.flush()
+            while (reply := message()).get("id") != sent:
+                pass
+            if "error" in reply:
+                raise RuntimeError(f"{method}: {reply['error']}")
+            return reply["result"]
+
+        try:
+            target = call("Target.createTarget", url="about:blank")["targetId"]
+            session = call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+            call("Emulation.setScriptExecutionDisabled", session, value=not scripts)
+            call("Page.enable", session)
+            call("Page.navigate", session, url=page.resolve().as_uri())
+            while message().get("method") != "Page.loadEventFired":
+                pass
+            root = call("DOM.getDocument", session)["root"]["nodeId"]
+            node = call("DOM.querySelector", session, nodeId=root, selector=selector)["nodeId"]
+            if not node:
+                return None
+            model = call("DOM.getBoxModel", session, nodeId=node)["model"]
+            return model["width"], model["height"]
+        finally:
+            process.kill()
+            process.wait()
+            out.close()
+            into.close()
+
+    return box
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -67,6 +67,7 @@ def test_a_bad_param_stops_repro_before_any_output_is_touched(trained: Workspace
     assert "Running stage 'check_params'" in result.stdout
     assert "train@" not in result.stdout.split("Running stage 'check_params'")[1]
     assert outputs(trained) == before
+    assert trained.run("git", "status", "--porcelain").stdout == ""  # data/params.ok, committed, left in place
 
 
 def test_a_misspelt_key_stops_repro_naming_the_right_one(trained: Workspace) -> None:
@@ -589,3 +590,110 @@ def test_damaged_compilation_cache_entries_are_replaced(tmp_path: Path, mnist_pr
     assert warning in train().stderr
     assert warning not in train().stderr
     assert (folder / "run/metrics.json").read_bytes() == metrics
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """Put a folder on a tmpfs of its own (`megabytes` large) with what it holds; afterwards
+    move what it then holds back onto the folder's own disk."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, megabytes: int = 2) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        held = shutil.move(path, tmp_path / f"held-{len(mounted)}")
+        path.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            path.rmdir()
+            shutil.move(held, path)
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+        shutil.copytree(held, path, dirs_exist_ok=True)
+        shutil.rmtree(held)
+        mounted.append(path)
+        return path
+
+    yield mount
+    for i, path in enumerate(reversed(mounted)):
+        (path / ".filler").unlink(missing_ok=True)
+        kept = shutil.copytree(path, tmp_path / f"kept-{i}")
+        subprocess.run(["umount", str(path)], check=True)
+        shutil.copytree(kept, path, dirs_exist_ok=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill the file system of `disk` up to `leave` bytes free."""
+    filler = disk / ".filler"
+    free = shutil.disk_usage(disk).free
+    with filler.open("wb") as out:
+        out.write(b"\0" * max(0, free - leave))
+    return filler
+
+
+def assert_disk_full_message(stderr: str, folder: Path) -> None:
+    assert f"error: no space left on the device of {folder.resolve()}" in stderr, stderr
+    assert " needs " in stderr and "Nothing was lost" in stderr and "run `dvc repro` again" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_full_disk_under_runs_is_explained_and_repro_recovers(trained: Workspace, small_disk,
+                                                                 tmp_path: Path) -> None:
+    """runs/ on a tmpfs with almost no room left: the new run's stage names the folder, the
+    room a run takes (its neighbours' size) and that nothing was lost, and leaves no
+    temporary file (Keras' included); once there is room, a plain `dvc repro` finishes."""
+    before = outputs(trained)
+    runs = small_disk(trained.path / "runs", megabytes=32)
+    saved = {str(p.relative_to(runs)): p.read_bytes() for p in runs.glob("*/*")}
+    filler = fill(runs, leave=16_000)
+    trained.set_params(study={"seeds": [0, 1, 2]})
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    trained.env["TMPDIR"] = str(temporary)
+    try:
+        result = trained.run("dvc", "repro", check=False)
+    finally:
+        del trained.env["TMPDIR"]
+    assert result.returncode != 0 and "Running stage 'train@mlp-" in result.stdout
+    assert_disk_full_message(result.stderr, runs)
+    assert list(temporary.iterdir()) == []
+    new = {f"mlp-{init}-2" for init in ("zeros", "he_normal")}
+    assert {p.name for p in runs.iterdir() if p.name != ".filler" and not (p / "metrics.json").exists()} <= new
+    assert not [name for name in new if name in (trained.path / "dvc.lock").read_text()]  # the failed run: not locked
+    assert not [p for p in runs.rglob("*") if ".tmp" in p.name]
+    assert outputs(trained) == before
+    filler.unlink()
+    assert {f"train@{name}" for name in new} <= trained.repro()
+    assert trained.repro() == set()
+    trained.run("git", "checkout", "params.yaml")
+    trained.repro()
+    assert {name: (runs / name).read_bytes() for name in saved} == saved
+    for new in runs.glob("*-2"):
+        shutil.rmtree(new)
+
+
+@pytest.mark.parametrize("stage", ["aggregate", "plots"])
+def test_a_full_disk_under_an_output_folder_is_explained(trained: Workspace, small_disk, stage: str) -> None:
+    """aggregate and plots, each writing into a folder on a full tmpfs: the message, and no
+    file left half-written or temporary."""
+    out = small_disk(trained.path.parent / f"full-{stage}")
+    shutil.copytree(trained.path / "metrics", out, dirs_exist_ok=True)
+    (out / "summary.json").unlink()
+    fill(out, leave=0)
+    args = {"aggregate": ["--runs", "runs", "--init", "metrics/init_layers.csv"], "plots": ["--metrics", "metrics"]}[stage]
+    result = run_stage(trained.path, stage, *args, "--out", str(out))
+    assert result.returncode == 2
+    assert_disk_full_message(result.stderr, out)
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_a_full_disk_during_the_download_is_explained(tmp_path: Path, mnist_dir: Path, small_disk) -> None:
+    """data/raw on a tmpfs smaller than MNIST: the download stops at the disk (no other source
+    is tried), says how much the dataset needs, and leaves no staging folder."""
+    write_params(tmp_path)
+    raw = small_disk(tmp_path / "data" / "raw")
+    result = run_stage(tmp_path, "download", "--out", "data/raw/mnist", env={MIRROR_ENV: str(mnist_dir)})
+    assert result.returncode == 2
+    assert_disk_full_message(result.stderr, raw)
+    assert "needs 11.6 MB (the dataset's files)" in result.stderr
+    assert "from any source" not in result.stderr
+    assert list(raw.iterdir()) == []

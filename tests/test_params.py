@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import run_stage, write_params
-from initstudy.params import ParamsError, check_against_data, load_params, parse_params
+from initstudy.params import ParamsError, load_params, parse_params, small_sample_warnings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -123,6 +123,26 @@ def test_the_reference_initializer_must_be_studied() -> None:
 def test_every_problem_is_reported_at_once() -> None:
     message = problems(train__epochs=0, networks__mlp={"hidden_units": [8], "dropout": 2})
     assert "train.epochs" in message and "networks.mlp.dropout" in message
+
+
+def test_single_key_and_cross_key_problems_are_reported_in_one_pass() -> None:
+    """A tiny study with four mistakes, two of them between sections: all four at once."""
+    message = problems(train__epochs=0, study__initializers=["zeros", "he_normall"],
+                       data__train_samples=500, diagnostics__batch_size=1000)
+    lines = message.splitlines()[1:]
+    assert len(lines) == 4, message
+    assert "train.epochs = 0: Input should be greater than 0" in message
+    assert "study.initializers[1] = 'he_normall': not a label under initializers" in message
+    assert "Did you mean 'he_normal'?" in message
+    assert "analysis.reference = 'glorot_uniform' is not one of study.initializers (zeros, he_normall)" in message
+    assert "diagnostics.batch_size = 1000: more than the 500 training images (data.train_samples)" in message
+
+
+def test_a_rule_between_sections_is_skipped_while_one_of_them_is_invalid() -> None:
+    message = problems(study__initializers="zeros", analysis__reference="nowhere")
+    assert "study.initializers = 'zeros': Input should be a valid list" in message
+    assert "analysis.reference = 'nowhere': not a label under initializers" not in message  # it needs the study
+    assert len(message.splitlines()) == 2
 
 
 def test_unreadable_yaml_is_a_params_error(tmp_path: Path) -> None:
@@ -249,12 +269,12 @@ def test_an_empty_missing_or_shapeless_params_file_says_so(tmp_path: Path, monke
 
 
 def data_problems(**sections: dict) -> str:
-    """The error check_against_data raises for the defaults with some keys changed."""
+    """The error parse_params raises for the defaults with some keys changed."""
     raw = copy.deepcopy(DEFAULTS)
     for section, values in sections.items():
         raw[section].update(values)
     with pytest.raises(ParamsError) as info:
-        check_against_data(parse_params(raw))
+        parse_params(raw)
     return str(info.value)
 
 
@@ -279,14 +299,14 @@ def test_no_batch_may_hold_more_images_than_training_has() -> None:
 def test_a_mirror_of_ones_own_is_checked_against_train_samples_only() -> None:
     raw = copy.deepcopy(DEFAULTS)
     raw["data"].update(train_samples=70000, checksums={"t10k-labels-idx1-ubyte.gz": "sha256:" + "0" * 64})
-    assert check_against_data(parse_params(raw)) == []  # its size is unknown until load_split reads it
+    assert small_sample_warnings(parse_params(raw)) == []  # its size is unknown until load_split reads it
     raw["diagnostics"]["batch_size"] = 70001
     with pytest.raises(ParamsError, match="diagnostics.batch_size = 70001: more than the 70,000 training images"):
-        check_against_data(parse_params(raw))
+        parse_params(raw)
 
 
 def test_too_few_images_for_the_statistics_are_warned_of_by_check_params(tmp_path: Path) -> None:
-    assert check_against_data(parse_params(DEFAULTS)) == []
+    assert small_sample_warnings(parse_params(DEFAULTS)) == []
     write_params(tmp_path, data={"val_samples": 1}, diagnostics={"batch_size": 99},
                  initializers={"lsuv": {"batch_size": 1}},
                  study={"initializers": ["glorot_uniform", "lsuv"]})

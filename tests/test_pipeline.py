@@ -139,6 +139,19 @@ def test_plots_show_renders_every_plot_offline_in_a_browser(study, render_page) 
         assert f"{png}.png" in dom
 
 
+def test_the_report_says_so_when_its_interactive_plots_cannot_draw(study, layout_box) -> None:
+    """With JavaScript off, the three Vega plots are blank: a notice says so, above them; with
+    it on, the notice is not there."""
+    project, _ = study
+    project.run("dvc", "plots", "show", "-o", "report")
+    page = project.path / "report/index.html"
+    width, height = layout_box(page, "noscript .notice")
+    assert width > 400 and height > 10
+    assert "interactive plots (accuracy and loss per epoch) need JavaScript" in page.read_text()
+    assert layout_box(page, "noscript .notice", scripts=True) is None
+    assert layout_box(page, "svg.marks", scripts=True)  # the plots themselves draw
+
+
 def test_plots_diff_tells_revisions_apart_and_keeps_each_initializers_colour(study, render_page) -> None:
     project, _ = study
     project.run("dvc", "plots", "diff", "HEAD~1", "-o", "diff")

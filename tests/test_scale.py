@@ -363,13 +363,37 @@ def test_make_study_spreads_the_training_over_workers_and_dvc_then_trains_nothin
     assert workspace.run("git", "worktree", "list").stdout.count("\n") == 1
 
 
-def test_make_study_checks_the_params_before_dvc_reads_them(origin) -> None:
+@pytest.mark.parametrize("target", ["study", "train"])
+def test_make_checks_the_params_before_dvc_reads_them(origin, target: str) -> None:
     """A YAML alias bomb: DVC would expand it for minutes; check_params refuses it at once."""
-    workspace = origin.clone(origin.path.parent / "bomb")
+    workspace = origin.clone(origin.path.parent / f"bomb-{target}")
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
     with (workspace.path / "params.yaml").open("a") as params:
         params.write(bomb)
-    result = workspace.run("make", "-s", *made_setup(), "study", check=False)
+    result = workspace.run("make", "-s", *made_setup(), target, check=False)
     assert result.returncode != 0
-    assert "params.yaml" in result.stderr and "Running stage" not in result.stdout
+    assert "params.yaml" in result.stderr and "unknown key" in result.stderr and "Running stage" not in result.stdout
+
+
+def test_make_sets_up_and_trains_in_a_path_with_spaces_and_non_ascii_letters(origin, one_machine, tmp_path) -> None:
+    """The real `make setup` (its venv made, the packages found already installed: a .pth file
+    points at this environment's) and `make train`, in a checkout at `a b/ü p`."""
+    workspace = origin.clone(tmp_path / "a b" / "ü p")
+    venv = workspace.path / ".venv"
+    subprocess.run(["python3.11", "-m", "venv", str(venv)], check=True)
+    site = next(Path(sys.executable).parent.parent.glob("lib/python*/site-packages"))
+    next(venv.glob("lib/python*/site-packages")).joinpath("outer.pth").write_text(f"{site}\n")
+    workspace.run("make", "-s", "setup")
+    python = venv / "bin" / "python"
+    located = subprocess.run([str(python), "-c", "import initstudy; print(initstudy.__file__)"],
+                             capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert located.stdout.strip() == str(workspace.path / "src" / "initstudy" / "__init__.py")
+    result = workspace.run("make", "-s", "train")
+    assert trained(result.stdout) == set(TRAIN)
+    for run in TRAIN:
+        name = run.removeprefix("train@")
+        assert (workspace.path / "runs" / name / "metrics.json").read_bytes() == \
+            (one_machine.path / "runs" / name / "metrics.json").read_bytes()
+    rest = workspace.repro()
+    assert rest and not rest & set(TRAIN) and workspace.repro() == set()  # the stages after training, then none

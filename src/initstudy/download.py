@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from initstudy.atomic import usual_mode, write_atomically
 from initstudy.datasets import DataError, DataFile
+from initstudy.errors import FULL, StudyError, disk_full_message, megabytes
 
 MIRROR_ENV = "INITSTUDY_DATA_MIRROR"
 DEADLINE_ENV = "INITSTUDY_DOWNLOAD_DEADLINE"
@@ -109,6 +110,8 @@ def fetch_file(name: str, file: DataFile, sources: list[str], dest_dir: Path) ->
                 write_atomically(dest_dir / name, lambda tmp: _receive(source, name, file, seconds, tmp))
                 return source
             except (OSError, http.client.HTTPException, DataError) as exc:  # HTTPException: a cut or garbled response
+                if isinstance(exc, OSError) and exc.errno in FULL:
+                    raise  # the disk, not the source: no other source helps
                 if attempt == ATTEMPTS_PER_SOURCE or not _retryable(exc):
                     print(f"{name}: {source} failed: {exc}", file=sys.stderr, flush=True)
                     failures.append(f"{source}: {exc}")
@@ -141,5 +144,10 @@ def fetch_dataset(files: dict[str, DataFile], sources: list[str], dest_dir: Path
         if dest_dir.exists():
             shutil.rmtree(dest_dir)
         os.replace(staging, dest_dir)
+    except OSError as exc:
+        if exc.errno not in FULL:
+            raise
+        needs = f"{megabytes(sum(file.max_bytes for file in files.values()))} (the dataset's files)"
+        raise StudyError(disk_full_message(exc, dest_dir, needs)) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class StudyError(Exception):
@@ -30,8 +35,56 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     sys.exit(128 + signum)
 
 
+def _size(path: Path) -> int:
+    """Bytes in a file, or in every file under a folder."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+def space_needed(out: Path) -> str:
+    """About how much room writing `out` takes: its size the last time, or that of the largest
+    output beside it (another run), as neither may be known before it is written."""
+    if out.exists() and _size(out):
+        return f"about {megabytes(_size(out))} (its size the last time)"
+    siblings = [p for p in out.parent.iterdir() if not p.name.startswith(".")] if out.parent.is_dir() else []
+    largest = max(map(_size, siblings), default=0)
+    return f"about {megabytes(largest)} (the largest output beside it)" if largest else "an unknown amount"
+
+
+def disk_full_message(exc: OSError, out: Path | None, needs: str | None = None) -> str:
+    """What a stage says when the disk it writes to fills up: the folder, the room it needs
+    (`needs`, or estimated from `out`), and that nothing was lost."""
+    folder = Path(exc.filename).parent if exc.filename else out or Path.cwd()
+    folder = folder.resolve()
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    needs = needs or (space_needed(out) if out else "an unknown amount")
+    return (f"no space left on the device of {folder} ({megabytes(free)} free); writing "
+            f"{out or 'this step'} needs {needs}. Nothing was lost: outputs are written whole or not at all, "
+            "so the earlier results and dvc.lock are as they were, and the temporary files are removed. "
+            "Free some space, then run `dvc repro` again.")
+
+
+def _out_argument() -> Path | None:
+    """The stage's --out argument (every stage names its output so)."""
+    arguments = sys.argv[1:]
+    for i, argument in enumerate(arguments):
+        if argument == "--out" and i + 1 < len(arguments):
+            return Path(arguments[i + 1])
+        if argument.startswith("--out="):
+            return Path(argument.removeprefix("--out="))
+    return None
+
+
 def stage_main(main: Callable[[], None]) -> Callable[[], None]:
-    """Wrap a stage's main(): a StudyError becomes one clear message and exit status 2.
+    """Wrap a stage's main(): a StudyError, or a full disk, becomes one clear message and
+    exit status 2.
 
     SIGTERM is turned into a normal exit and Ctrl-C into KeyboardInterrupt, so temporary
     files are cleaned up; a signal the exception could not stop ends the process.
@@ -45,6 +98,11 @@ def stage_main(main: Callable[[], None]) -> Callable[[], None]:
             main()
         except StudyError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        except OSError as exc:
+            if exc.errno not in FULL:
+                raise
+            print(f"error: {disk_full_message(exc, _out_argument())}", file=sys.stderr)
             sys.exit(2)
 
     return run

@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 
 from initstudy.errors import StudyError, stage_main
-from initstudy.shards import GROUP, PREPARE, share
+from initstudy.shards import GROUP, PREPARE, check_params, share
 
 
 def run(*args: str, cwd: Path | None = None, capture: bool = False, env: dict[str, str] | None = None) -> str:
@@ -115,7 +115,7 @@ def train_in_workers(stages: list[str], workers: int) -> None:
 
 def reproduce(workers: int) -> None:
     """Check the params, then `dvc repro` with the training stages spread over `workers`."""
-    run(sys.executable, "src/stages/check_params.py")
+    check_params()
     if workers > 1:
         dvc("repro", PREPARE)
         stages = stale_training_stages()

@@ -309,6 +309,8 @@ class AnalysisParams(_Section):
 
 
 class Params(_Section):
+    """Every section, each valid on its own; parse_params checks the rules between them."""
+
     data: DataParams
     study: StudyParams
     initializers: dict[str, InitSpec] = Field(min_length=1)
@@ -339,45 +341,54 @@ class Params(_Section):
             return catalogue
         return {label: _named(spec, label) for label, spec in catalogue.items()}
 
-    @model_validator(mode="after")
-    def _labels_are_defined(self) -> Params:
-        for section, chosen, extra in (("initializers", self.study.initializers,
-                                        [("analysis.reference", self.analysis.reference)]),
-                                       ("networks", self.study.networks, [])):
-            known = list(getattr(self, section))
-            for key, label in extra + [(f"study.{section}[{i}]", label) for i, label in enumerate(chosen)]:
-                if label not in known:
-                    raise ValueError(
-                        f"{key} = {label!r}: not a label under {section} "
-                        f"({', '.join(known)}).{_hint(label, known)}"
-                    )
-        size = DATASETS[self.data.name].image_size
-        for label in self.study.networks:
-            network = self.networks[label]
-            if network.family != "cnn":
+
+def _cross_key_problems(sections: dict[str, Any], labels: dict[str, list[str]]) -> list[str]:
+    """Every problem between keys of different sections, among the `sections` that are valid
+    on their own (a rule whose sections are not all valid is skipped): so that they are
+    reported in the same pass as the problems of single keys. `labels` holds the labels of
+    each catalogue written as a mapping, valid or not.
+    """
+    problems = []
+    study = sections.get("study")
+    if study:
+        analysis = sections.get("analysis")
+        for section, chosen, extra in (
+                ("initializers", study.initializers, [("analysis.reference", analysis.reference)] if analysis else []),
+                ("networks", study.networks, [])):
+            known = labels.get(section)
+            if known is None:
                 continue
-            if 2 ** len(network.conv_filters) > size:
-                raise ValueError(
+            problems += [f"{key} = {label!r}: not a label under {section} ({', '.join(known)}).{_hint(label, known)}"
+                         for key, label in extra + [(f"study.{section}[{i}]", label) for i, label in enumerate(chosen)]
+                         if label not in known]
+        if analysis and analysis.reference in labels.get("initializers", []) and \
+                analysis.reference not in study.initializers:
+            problems.append(f"analysis.reference = {analysis.reference!r} is not one of "
+                            f"study.initializers ({', '.join(study.initializers)})")
+    if {"data", "study", "networks", "initializers"} <= sections.keys():
+        size = sections["data"].name
+        for label in study.networks:
+            network = sections["networks"].get(label)
+            if network is None or network.family != "cnn":
+                continue
+            pixels = DATASETS[size].image_size
+            if 2 ** len(network.conv_filters) > pixels:
+                problems.append(
                     f"networks.{label}.conv_filters = {network.conv_filters}: each block halves the image, "
-                    f"and {self.data.name}'s {size}×{size} images allow at most {size.bit_length() - 1} blocks"
-                )
-            identity = [init for init in self.study.initializers if self.initializers[init].name == "identity"]
+                    f"and {size}'s {pixels}×{pixels} images allow at most {pixels.bit_length() - 1} blocks")
+            identity = [init for init in study.initializers
+                        if init in sections["initializers"] and sections["initializers"][init].name == "identity"]
             if identity:
-                raise ValueError(
-                    f"study.initializers: {', '.join(identity)} (identity) needs 2-D kernels; "
-                    f"networks.{label} is a cnn, whose conv kernels are 4-D"
-                )
-        beyond = [e for e in self.probes.epochs if e > self.train.epochs]
+                problems.append(f"study.initializers: {', '.join(identity)} (identity) needs 2-D kernels; "
+                                f"networks.{label} is a cnn, whose conv kernels are 4-D")
+    if {"probes", "train"} <= sections.keys():
+        beyond = [e for e in sections["probes"].epochs if e > sections["train"].epochs]
         if beyond:
-            raise ValueError(
-                f"probes.epochs: {', '.join(map(str, beyond))} beyond train.epochs ({self.train.epochs})"
-            )
-        if self.analysis.reference not in self.study.initializers:
-            raise ValueError(
-                f"analysis.reference = {self.analysis.reference!r} is not one of "
-                f"study.initializers ({', '.join(self.study.initializers)})"
-            )
-        return self
+            problems.append(f"probes.epochs: {', '.join(map(str, beyond))} beyond train.epochs "
+                            f"({sections['train'].epochs})")
+    if "data" in sections:
+        problems += _too_many_images(sections)
+    return problems
 
 
 SPECS: dict[str, type[_Init]] = {
@@ -443,12 +454,32 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:
-    """Validate a params mapping; raise ParamsError listing every problem."""
+    """Validate a params mapping; raise ParamsError listing every problem: those of single
+    keys and those between keys of different sections, in one pass."""
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
+        lines = []
     except ValidationError as exc:
-        lines = [_describe(e) for e in exc.errors(include_url=False)]
-        raise ParamsError(f"invalid {source}:\n  " + "\n  ".join(lines)) from None
+        params, lines = None, [_describe(e) for e in exc.errors(include_url=False)]
+    if isinstance(raw, dict):
+        labels = {name: [str(label) for label in raw[name]] for name in ("initializers", "networks")
+                  if isinstance(raw.get(name), dict)}
+        lines += _cross_key_problems(dict(params) if params else _valid_sections(raw), labels)
+    if lines:
+        raise ParamsError(f"invalid {source}:\n  " + "\n  ".join(lines))
+    return params
+
+
+def _valid_sections(raw: dict[str, Any]) -> dict[str, Any]:
+    """The sections of `raw` that are valid on their own, validated (a catalogue: as a whole)."""
+    partial, sections = Params.model_construct(), {}
+    for name in Params.model_fields:
+        try:
+            Params.__pydantic_validator__.validate_assignment(partial, name, raw[name])
+            sections[name] = getattr(partial, name)
+        except (KeyError, ValidationError):
+            continue
+    return sections
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -470,16 +501,15 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return parse_params(raw, str(path))
 
 
-def check_against_data(params: Params) -> list[str]:
-    """Refuse asking for more images than there are: more samples than the dataset has, a
-    batch larger than the training images. Return warnings for image counts legal but too
-    small for the statistics they feed.
+def _too_many_images(sections: dict[str, Any]) -> list[str]:
+    """Asking for more images than there are: more samples than the dataset has, a batch
+    larger than the training images.
 
     The dataset's sizes are the published ones; for a dataset whose checksums data.checksums
     replaces (a mirror of one's own) they are unknown here, and load_split refuses samples
     its files do not hold.
     """
-    data, dataset = params.data, DATASETS[params.data.name]
+    data, dataset = sections["data"], DATASETS[sections["data"].name]
     published = not data.checksums
     problems = []
     if published:
@@ -488,20 +518,30 @@ def check_against_data(params: Params) -> list[str]:
             if asked is not None and asked > has:
                 problems.append(f"data.{key} = {asked}: {data.name} has {has:,} {part} images")
     train = data.train_samples or (dataset.train_images if published else None)
-    lsuv = {f"initializers.{label}.batch_size": spec.batch_size for label in params.study.initializers
-            if isinstance(spec := params.initializers[label], LSUVInit)}
-    batches = {"train.batch_size": params.train.batch_size, "diagnostics.batch_size": params.diagnostics.batch_size}
-    if params.probes.epochs:
-        batches["probes.batch_size"] = params.probes.batch_size
-    if train is not None:
-        of = "data.train_samples" if data.train_samples else data.name
-        problems += [f"{key} = {size}: more than the {train:,} training images ({of})"
-                     for key, size in (batches | lsuv).items() if size > train]
-    if problems:
-        raise ParamsError("invalid params.yaml:\n  " + "\n  ".join(problems))
-    validation = data.val_samples or (dataset.val_images if published else None)
+    if train is None:
+        return problems
+    batches = {f"{name}.batch_size": sections[name].batch_size for name in ("train", "diagnostics", "probes")
+               if name in sections and (name != "probes" or sections[name].epochs)}
+    of = "data.train_samples" if data.train_samples else data.name
+    return problems + [f"{key} = {size}: more than the {train:,} training images ({of})"
+                       for key, size in (batches | _lsuv_batches(sections)).items() if size > train]
+
+
+def _lsuv_batches(sections: dict[str, Any]) -> dict[str, int]:
+    """The batch size of each LSUV initializer of the study, by its key."""
+    if not {"study", "initializers"} <= sections.keys():
+        return {}
+    catalogue = sections["initializers"]
+    return {f"initializers.{label}.batch_size": catalogue[label].batch_size
+            for label in sections["study"].initializers if isinstance(catalogue.get(label), LSUVInit)}
+
+
+def small_sample_warnings(params: Params) -> list[str]:
+    """Warnings for image counts that are legal but too small for the statistics they feed."""
+    data, dataset = params.data, DATASETS[params.data.name]
+    validation = data.val_samples or (None if data.checksums else dataset.val_images)
     measured = {"diagnostics.batch_size": (params.diagnostics.batch_size, "the networks at initialization are measured")}
-    measured |= {key: (size, "LSUV scales each layer") for key, size in lsuv.items()}
+    measured |= {key: (size, "LSUV scales each layer") for key, size in _lsuv_batches(dict(params)).items()}
     if validation is not None:
         measured["data.val_samples"] = (validation, "validation accuracy is measured")
     return [f"{key} = {size}: {what} on fewer than {FEW_IMAGES} images, too few to compare initializers"

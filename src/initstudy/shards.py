@@ -60,8 +60,16 @@ def default_remote() -> str | None:
     return dvc("config", "core.remote", capture=True, check=False).strip() or None
 
 
+def check_params() -> None:
+    """Run the project's params check before any DVC command parses params.yaml (DVC would
+    expand a YAML alias bomb for minutes, and its messages name no key)."""
+    if subprocess.run([sys.executable, "src/stages/check_params.py"]).returncode != 0:
+        raise StudyError("params.yaml: fix the problems above, then run this again")
+
+
 def train_shard(index: int, count: int) -> None:
-    """Reproduce (and, with a default remote, publish) shard `index` of `count`."""
+    """Check the params, then reproduce (and, with a default remote, publish) shard `index` of `count`."""
+    check_params()
     stages = share(training_stages(), index, count)
     remote = default_remote()
     print(f"shard {index}/{count}: {len(stages)} stage(s)" + (f", pushed to remote '{remote}'" if remote else ""))

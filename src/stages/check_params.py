@@ -14,7 +14,7 @@ from pathlib import Path
 
 from initstudy.atomic import write_text
 from initstudy.errors import stage_main
-from initstudy.params import check_against_data, load_params
+from initstudy.params import load_params, small_sample_warnings
 
 
 @stage_main
@@ -22,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, help="marker file to write (without it: only check)")
     args = parser.parse_args()
-    for warning in check_against_data(load_params()):
+    for warning in small_sample_warnings(load_params()):
         print(f"warning: {warning}", file=sys.stderr)
     if args.out:
         write_text(args.out, "params.yaml fits the schema of src/initstudy/params.py\n")
