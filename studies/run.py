@@ -4,8 +4,8 @@ A study is the default params.yaml with the overrides of studies/<name>.yaml. Th
 the pipeline on them as `make study` does (python -m initstudy.parallel) in a git worktree
 of HEAD beside the repository (sharing its DVC cache, so runs it already trained are not
 trained again), then copies into
-studies/<name>/ the params it ran with, its dvc.lock, metrics and plots. Same params and
-seeds give the same files, bit for bit.
+studies/<name>/ the params it ran with, its dvc.lock, metrics and plots (those the plots stage
+drew, and init_layers.png). Same params and seeds give the same files, bit for bit.
 
     python studies/run.py depth        # INITSTUDY_DATA_MIRROR works as for `dvc repro`
 """
@@ -26,9 +26,11 @@ import yaml
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = ["dvc.lock", "metrics/results.md", "metrics/summary.json", "metrics/networks.csv", "metrics/runs.csv",
-           "metrics/init_layers.csv", "metrics/probes.csv", "metrics/headline"]
-PLOTS = ["val_accuracy.png", "val_loss.png", "final_val_accuracy.png", "convergence.png", "depth.png",
-         "init_layers.png", "probes.png", "phase.png"]
+           "metrics/epochs.csv", "metrics/init_layers.csv", "metrics/init_histograms.csv", "metrics/probes.csv",
+           "metrics/headline"]
+# Drawn for every study, old or new (seeds.png too since plots/report/); the others (depth, probes, phase,
+# uniform_vs_normal) only where the study has what they show.
+PLOTS = ["val_accuracy.png", "val_loss.png", "final_val_accuracy.png", "convergence.png"]
 
 
 def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -67,8 +69,8 @@ def run_study(name: str) -> Path:
             for result in RESULTS:
                 source, target = tree / result, out / Path(result).name
                 (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
-            for png in PLOTS:
-                shutil.copy2(tree / "plots" / png, out / png)
+            for png in [*(tree / "plots" / "report").glob("*.png"), tree / "plots" / "init_layers.png"]:
+                shutil.copy2(png, out / png.name)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
     return out

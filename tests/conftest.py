@@ -85,14 +85,15 @@ def render_page():
 
 
 @pytest.fixture(scope="session")
-def layout_box(render_page):
-    """Open a local page in headless Chromium, its scripts disabled unless `scripts` (through
-    the DevTools protocol over a pipe: --dump-dom needs scripts); return the width and height
-    of the first element matching a CSS selector, or None where there is none. (render_page:
-    for its check that there is a browser.)"""
+def layout_boxes(render_page):
+    """Open a local page in headless Chromium in a window `width` pixels wide, its scripts
+    disabled unless `scripts`, through the DevTools protocol over a pipe (--dump-dom needs
+    scripts); return the box (x, y, width, height) of each element matching a CSS selector
+    once the page has loaded (and drawn, with scripts). (render_page: for its check that
+    there is a browser.)"""
     browser = shutil.which(os.environ.get(BROWSER_ENV) or "chromium")
 
-    def box(page: Path, selector: str, scripts: bool = False) -> tuple[int, int] | None:
+    def boxes(page: Path, selector: str, scripts: bool = False, width: int = 1400) -> list[tuple[float, ...]]:
         commands, replies = os.pipe(), os.pipe()
 
         def pipes_as_fds_3_and_4() -> None:  # where --remote-debugging-pipe reads and writes
@@ -135,23 +136,28 @@ def layout_box(render_page):
             target = call("Target.createTarget", url="about:blank")["targetId"]
             session = call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
             call("Emulation.setScriptExecutionDisabled", session, value=not scripts)
+            call("Emulation.setDeviceMetricsOverride", session, width=width, height=900, deviceScaleFactor=1,
+                 mobile=False)
             call("Page.enable", session)
             call("Page.navigate", session, url=page.resolve().as_uri())
             while message().get("method") != "Page.loadEventFired":
                 pass
-            root = call("DOM.getDocument", session)["root"]["nodeId"]
-            node = call("DOM.querySelector", session, nodeId=root, selector=selector)["nodeId"]
-            if not node:
-                return None
-            model = call("DOM.getBoxModel", session, nodeId=node)["model"]
-            return model["width"], model["height"]
+            if scripts:  # Vega draws after the load event
+                call("Runtime.evaluate", session, expression="new Promise(done => setTimeout(done, 3000))",
+                     awaitPromise=True)
+            root = call("DOM.getDocument", session, depth=-1)["root"]["nodeId"]
+            found = []
+            for node in call("DOM.querySelectorAll", session, nodeId=root, selector=selector)["nodeIds"]:
+                quad = call("DOM.getBoxModel", session, nodeId=node)["model"]["border"]
+                found.append((quad[0], quad[1], quad[2] - quad[0], quad[5] - quad[1]))
+            return found
         finally:
             process.kill()
             process.wait()
             out.close()
             into.close()
 
-    return box
+    return boxes
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

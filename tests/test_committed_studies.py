@@ -4,7 +4,6 @@ are those of exactly those params (every run of every network and initializer)."
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -43,5 +42,5 @@ def test_a_committed_study_holds_the_results_of_its_params(name: str) -> None:
         (n, i) for n in study.networks for i in study.initializers)
     assert (networks.runs == len(study.seeds)).all()
     assert sorted(p.stem for p in (folder / "headline").glob("*.json")) == sorted(study.networks)
-    for png in run_study.PLOTS:
+    for png in [*run_study.PLOTS, "init_layers.png"]:
         assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

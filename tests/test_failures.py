@@ -41,7 +41,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Worksp
 
 
 def outputs(repo: Workspace) -> dict[str, bytes]:
-    files = [*repo.path.glob("runs/*/metrics.json"), *repo.path.glob("metrics/**/*.*"), *repo.path.glob("plots/*.png")]
+    files = [*repo.path.glob("runs/*/metrics.json"), *repo.path.glob("metrics/**/*.*"), *repo.path.glob("plots/**/*.png")]
     return {str(p.relative_to(repo.path)): p.read_bytes() for p in files}
 
 
@@ -201,13 +201,13 @@ def test_a_diverging_run_is_recorded_and_the_pipeline_goes_on(tmp_path: Path, mn
     shown = repo.run("dvc", "metrics", "show", "--json").stdout
     assert json.loads(shown) and "NaN" not in shown
     assert set(pd.read_csv(repo.path / "metrics/epochs.csv").initializer) == {"zeros"}  # no curve of he_normal
-    assert (repo.path / "plots/val_loss.png").stat().st_size > 0
+    assert (repo.path / "plots/report/val_loss.png").stat().st_size > 0
     repo.set_params(train={"learning_rate": 1e38})  # now every run diverges: the plots still render, empty
     repo.repro()
     summary = json.loads((repo.path / "metrics/summary.json").read_text())["networks"]["mlp"]["initializers"]
     assert [entry["diverged"] for entry in summary.values()] == [1, 1]
     assert pd.read_csv(repo.path / "metrics/epochs.csv").empty
-    assert all(png.stat().st_size > 0 for png in (repo.path / "plots").glob("*.png"))
+    assert all(png.stat().st_size > 0 for png in (repo.path / "plots").glob("**/*.png"))
 
 
 def test_a_failed_download_in_repro_keeps_the_data_it_had(trained: Workspace, tmp_path: Path,
@@ -449,10 +449,10 @@ def test_a_plot_stage_killed_mid_png_leaves_every_plot_whole(trained: Workspace)
     killed = subprocess.run([sys.executable, "-c", KILL_MID_PNG, "src/stages/plots.py", "--metrics", "metrics",
                              "--out", "plots"], cwd=trained.path, env=trained.env, capture_output=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    left = [p for p in (trained.path / "plots").iterdir() if p.name.startswith(".")]
-    assert len(left) == 1 and left[0].stat().st_size == 4  # the half-written temporary file
-    after = outputs(trained)
-    after.pop(str(left[0].relative_to(trained.path)), None)
+    left, = [p for p in (trained.path / "plots").iterdir() if p.name.startswith(".")]  # the folder being drawn
+    half, = [p for p in left.iterdir() if p.name.startswith(".")]
+    assert left.name.startswith(".report.") and half.stat().st_size == 4  # its half-written temporary file
+    after = {name: data for name, data in outputs(trained).items() if not name.startswith("plots/.")}
     assert after == before
     rerun = run_stage(trained.path, "plots", "--metrics", "metrics", "--out", "plots")
     assert rerun.returncode == 0, rerun.stderr

@@ -44,9 +44,11 @@ def test_first_repro_runs_every_stage_with_consistent_outputs(study) -> None:
     epochs = pd.read_csv(root / "metrics/epochs.csv")
     assert len(epochs) == 4 and set(epochs.initializer) == {"zeros", "he_normal"}
     assert "| he_normal" in (root / "metrics/results.md").read_text()
-    for png in ("val_accuracy", "val_loss", "final_val_accuracy", "seeds", "uniform_vs_normal",
-                "convergence", "init_layers", "init_weights"):
-        assert (root / f"plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = sorted(png.name for png in (root / "plots/report").iterdir())
+    assert drawn == ["convergence.png", "final_val_accuracy.png", "seeds.png", "val_accuracy.png", "val_loss.png"]
+    # no depth plot for one depth, no probes without probes, no phase diagram, no uniform/normal pair
+    for png in [*(root / "plots/report").iterdir(), root / "plots/init_layers.png", root / "plots/init_weights.png"]:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     headline = json.loads((root / "metrics/headline/mlp.json").read_text())
     assert headline == {"zeros": summary["zeros"]["final_val_accuracy"]["mean"],
                         "he_normal": summary["he_normal"]["final_val_accuracy"]["mean"]}
@@ -139,24 +141,30 @@ def test_plots_show_renders_every_plot_offline_in_a_browser(study, render_page) 
         assert f"{png}.png" in dom
 
 
-def test_the_report_says_so_when_its_interactive_plots_cannot_draw(study, layout_box) -> None:
+def test_the_report_says_so_when_its_interactive_plots_cannot_draw(study, layout_boxes) -> None:
     """With JavaScript off, the three Vega plots are blank: a notice says so, above them; with
     it on, the notice is not there."""
     project, _ = study
     project.run("dvc", "plots", "show", "-o", "report")
     page = project.path / "report/index.html"
-    width, height = layout_box(page, "noscript .notice")
+    (_, _, width, height), = layout_boxes(page, "noscript .notice")
     assert width > 400 and height > 10
     assert "interactive plots (accuracy and loss per epoch) need JavaScript" in page.read_text()
-    assert layout_box(page, "noscript .notice", scripts=True) is None
-    assert layout_box(page, "svg.marks", scripts=True)  # the plots themselves draw
+    assert layout_boxes(page, "noscript .notice", scripts=True) == []
+    assert len(layout_boxes(page, "svg.marks", scripts=True)) == 3  # the plots themselves draw
 
 
-def test_plots_diff_tells_revisions_apart_and_keeps_each_initializers_colour(study, render_page) -> None:
+def test_plots_diff_tells_revisions_apart_and_keeps_each_initializers_colour(study, render_page,
+                                                                           layout_boxes) -> None:
+    """Each revision its own dash and point shape (a shorter revision's points show where its
+    line lies on the other's), each initializer its colour; the PNG pairs fit a 1400 px window."""
     project, _ = study
     project.run("dvc", "plots", "diff", "HEAD~1", "-o", "diff")
     dom = render_page(project.path / "diff/index.html")
     assert dom.count("Symbol legend titled 'revision' for strokeDash with 2 values: HEAD~1, workspace") == 3
+    assert dom.count("Symbol legend titled 'revision' for shape with 2 values: HEAD~1, workspace") == 3
+    images = layout_boxes(project.path / "diff/index.html", "img")
+    assert len(images) >= 4 and all(x + width <= 1400 for x, _, width, _ in images), images
     lines = drawn_lines(dom)
     for name in ("zeros", "he_normal", "glorot_uniform"):
         (old_colour, old_dash), = {style for style in lines[(name, "HEAD~1")]}

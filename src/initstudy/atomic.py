@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -47,3 +48,23 @@ def write_text(path: Path, text: str) -> None:
 def write_json(path: Path, data: Any) -> None:
     """Write strict JSON (NaN and infinity are refused) atomically."""
     write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def write_folder(path: Path, fill: Callable[[Path], object]) -> None:
+    """Have `fill` write a new folder's files, then put the folder in `path`'s place: a reader
+    sees the old folder or the new one, whole, and no file of the old one stays in the new.
+    Leftovers of a hard kill are removed by the next write of the same path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    new = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = new.with_name(new.name.replace(".tmp", ".old.tmp"))
+    try:
+        fill(new)
+        os.chmod(new, usual_mode(directory=True))  # mkdtemp makes it private
+        if path.exists():
+            os.replace(path, old)
+        os.replace(new, path)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)

@@ -22,6 +22,7 @@ from initstudy.atomic import write_atomically  # noqa: E402
 # or whose final loss is within this factor of the lowest.
 ZOOM_ACCURACY_WITHIN = 0.05
 ZOOM_LOSS_FACTOR = 2.0
+DIVERGED_COLOUR = "#6e6e6e"  # a phase-diagram cell whose every run diverged (it has no accuracy)
 
 
 # One hue per family of initializers (the label's first word), the same in every study.
@@ -209,11 +210,11 @@ def seeds(epochs: pd.DataFrame, path: Path, dpi: int) -> None:
 
 
 def uniform_vs_normal(epochs: pd.DataFrame, families: list[str], path: Path, dpi: int) -> None:
-    """A panel per family (glorot, he, …): its uniform and normal variants, mean ± std over seeds."""
+    """A panel per family (glorot, he, …) whose uniform and normal variants `epochs` both hold:
+    the two, mean ± std over seeds."""
     stats = epochs.groupby(["initializer", "epoch"]).val_accuracy.agg(["mean", "std"]).fillna({"std": 0.0})
-    shown = [f for f in families if {f"{f}_uniform", f"{f}_normal"} <= set(epochs.initializer)]
-    fig, panels = _grid(shown or ["no uniform/normal pair in this study"], ncols=max(len(shown), 1))
-    for family in shown:
+    fig, panels = _grid(families, ncols=len(families))
+    for family in families:
         for variant, style in (("uniform", "-"), ("normal", "--")):
             curve = stats.loc[f"{family}_{variant}"]
             line, = panels[family].plot(curve.index, curve["mean"], style, label=variant)
@@ -311,12 +312,6 @@ def depth(networks: pd.DataFrame, target: float, path: Path, dpi: int) -> None:
 def probes(table: pd.DataFrame, path: Path, dpi: int) -> None:
     """During training, for the deepest network of each activation: a panel per initializer of
     each layer's output std and kernel gradient norm, a line per probed epoch (mean over seeds)."""
-    if table.empty:
-        fig, ax = plt.subplots(figsize=(6, 1.5))
-        ax.text(0.5, 0.5, "no probes: probes.epochs is empty", ha="center", va="center")
-        ax.set_axis_off()
-        _save(fig, path, dpi)
-        return
     deepest = table.groupby("network").layer.max()
     names = list(dict.fromkeys(table.initializer))
     rows = [(network, measure) for network in deepest.index if deepest[network] == deepest.max()
@@ -366,20 +361,14 @@ def phase(networks: pd.DataFrame, diagrams: dict[str, Any], path: Path, dpi: int
     disagree (aggregate's phase_diagram)."""
     from initstudy.theory import critical_weight_variance, depth_scale  # SciPy: only where drawn
 
-    if not diagrams:
-        fig, ax = plt.subplots(figsize=(6, 1.5))
-        ax.text(0.5, 0.5, "no phase diagram: no activation of this study\nvaries both depth and σ_w²",
-                ha="center", va="center")
-        ax.set_axis_off()
-        _save(fig, path, dpi)
-        return
     fig, axes = plt.subplots(1, len(diagrams), figsize=(7 * len(diagrams) + 1.5, 5.5), squeeze=False,
                              layout="constrained")
     for ax, (activation, entry) in zip(axes[0], diagrams.items()):
         group = networks[networks.activation == activation].dropna(subset=["weight_variance", "bias_variance"])
         grid = group.pivot_table(index="depth", columns="weight_variance", values="final_val_accuracy")
         sigmas, depths = grid.columns.to_numpy(float), grid.index.to_numpy(float)
-        mesh = ax.pcolormesh(_edges(sigmas), _edges(depths), grid.to_numpy(), cmap="viridis", vmin=0.1, vmax=1.0)
+        mesh = ax.pcolormesh(_edges(sigmas), _edges(depths), grid.to_numpy(), vmin=0.1, vmax=1.0,
+                             cmap=plt.get_cmap("viridis").with_extremes(bad=DIVERGED_COLOUR))
         bias = float(group.bias_variance.mode().iloc[0])
         dense = np.linspace(sigmas.min(), sigmas.max(), 61)
         scales = np.array([depth_scale(activation, v, bias) for v in dense])
@@ -393,6 +382,8 @@ def phase(networks: pd.DataFrame, diagrams: dict[str, Any], path: Path, dpi: int
         for cell in entry["disagree"]:
             ax.plot(cell["weight_variance"], cell["depth"], "x", color="red", ms=10, mew=2)
         ax.plot([], [], "x", color="red", mew=2, label="theory and measurement disagree")
+        if np.isnan(grid.to_numpy()).any():
+            ax.fill([], [], color=DIVERGED_COLOUR, label="every run diverged")
         for row in group[group.initializer == "torch_default"].itertuples():
             ax.annotate("PyTorch default", (row.weight_variance, row.depth), color="white", fontsize="x-small",
                         ha="center", va="bottom", xytext=(0, 6), textcoords="offset points")
@@ -400,7 +391,8 @@ def phase(networks: pd.DataFrame, diagrams: dict[str, Any], path: Path, dpi: int
                xlabel="σ_w² (weights N(0, σ_w²/fan_in))", ylabel="hidden layers",
                title=f"{activation}, σ_b² = {bias:g}: {entry['agree']}/{entry['cells']} cells agree "
                      f"({entry['agreement']:.0%})")
-        ax.legend(fontsize="x-small", loc="upper right", framealpha=0.3)
+        ax.legend(fontsize="x-small", loc="upper right", facecolor="#222222", edgecolor="none", labelcolor="white",
+                  framealpha=0.75)
         fig.colorbar(mesh, ax=ax, label="final validation accuracy (mean over seeds)")
     fig.suptitle(f"Where a network can train: measurement (colour; trains = accuracy above "
                  f"{next(iter(diagrams.values()))['trains_above']:g}) and mean-field theory (lines)")

@@ -24,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     for warning in small_sample_warnings(load_params()):
         print(f"warning: {warning}", file=sys.stderr)
-    if args.out:
+    if args.out:  # every stage depends on these bytes: they never change (the path is where the schema was)
         write_text(args.out, "params.yaml fits the schema of src/initstudy/params.py\n")
 
 

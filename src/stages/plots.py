@@ -1,6 +1,8 @@
-"""DVC stage `plots`: PNG comparison plots of the trained runs, and the per-epoch table (with
-colours and zoom flags) that DVC's interactive plots draw. With several networks, a label
-names the network and the initializer (`net · init`)."""
+"""DVC stage `plots`: PNG comparison plots of the trained runs in <out>/report/, and the
+per-epoch table (with colours and zoom flags) that DVC's interactive plots draw. A plot the
+study has nothing to show in is left out: the depth plot without two depths, the probes
+without probes, the phase diagram without one, uniform vs normal without such a pair. With
+several networks, a label names the network and the initializer (`net · init`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from initstudy.atomic import write_text
+from initstudy.atomic import write_folder, write_text
 from initstudy.errors import stage_main
 from initstudy.params import load_params
 from initstudy.plotting import (
@@ -43,19 +45,29 @@ def main() -> None:
     entries = {(f"{network}{SEPARATOR}{name}" if several else name): entry
                for network, per_network in summary.items() for name, entry in per_network["initializers"].items()}
     families = list(dict.fromkeys(f for per_network in summary.values() for f in per_network["uniform_vs_normal"]))
-    write_text(args.out / "curves.csv", curve_data(epochs).to_csv(index=False))
-    for metric in ("val_accuracy", "val_loss"):
-        curves(epochs, metric, args.out / f"{metric}.png", dpi)
-    final_accuracy({"initializers": entries}, labelled(epochs), args.out / "final_val_accuracy.png", dpi)
-    seeds(labelled(epochs), args.out / "seeds.png", dpi)
-    uniform_vs_normal(epochs[epochs.network == next(iter(summary))], families, args.out / "uniform_vs_normal.png", dpi)
-    convergence(labelled(runs), target, args.out / "convergence.png", dpi)
     networks = pd.read_csv(args.metrics / "networks.csv")
-    depth(networks, target, args.out / "depth.png", dpi)
-    phase(networks, json.loads((args.metrics / "summary.json").read_text()).get("phase_diagram", {}),
-          args.out / "phase.png", dpi)
-    probes(pd.read_csv(args.metrics / "probes.csv"), args.out / "probes.png", dpi)
+    diagrams = json.loads((args.metrics / "summary.json").read_text()).get("phase_diagram", {})
+    table = pd.read_csv(args.metrics / "probes.csv")
+    first = epochs[epochs.network == next(iter(summary))]
+    pairs = [f for f in families if {f"{f}_uniform", f"{f}_normal"} <= set(first.initializer)]
 
+    def draw(report: Path) -> None:
+        for metric in ("val_accuracy", "val_loss"):
+            curves(epochs, metric, report / f"{metric}.png", dpi)
+        final_accuracy({"initializers": entries}, labelled(epochs), report / "final_val_accuracy.png", dpi)
+        seeds(labelled(epochs), report / "seeds.png", dpi)
+        convergence(labelled(runs), target, report / "convergence.png", dpi)
+        if pairs:
+            uniform_vs_normal(first, pairs, report / "uniform_vs_normal.png", dpi)
+        if networks.depth.nunique() > 1:
+            depth(networks, target, report / "depth.png", dpi)
+        if diagrams:
+            phase(networks, diagrams, report / "phase.png", dpi)
+        if not table.empty:
+            probes(table, report / "probes.png", dpi)
+
+    write_text(args.out / "curves.csv", curve_data(epochs).to_csv(index=False))
+    write_folder(args.out / "report", draw)
 
 if __name__ == "__main__":
     main()

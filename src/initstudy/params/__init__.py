@@ -1,0 +1,86 @@
+"""The study's parameters: one schema (schema.py), checked before any download or training;
+the rules between sections (rules.py) and the messages (messages.py) beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from initstudy.errors import StudyError
+from initstudy.params.messages import describe
+from initstudy.params.rules import cross_key_problems, small_sample_warnings
+from initstudy.params.schema import (
+    SECTIONS,
+    SPECS,
+    ConstantInit,
+    InitSpec,
+    LSUVInit,
+    ModelParams,
+    NormalInit,
+    Params,
+    ProbeParams,
+    TorchDefaultInit,
+    TrainParams,
+    UniformInit,
+    VarianceScalingInit,
+    init_spec,
+)
+
+__all__ = ["SPECS", "ConstantInit", "InitSpec", "LSUVInit", "ModelParams", "NormalInit", "Params", "ParamsError",
+           "ProbeParams", "TorchDefaultInit", "TrainParams", "UniformInit", "VarianceScalingInit", "init_spec",
+           "load_params", "parse_params", "small_sample_warnings"]
+
+
+class ParamsError(StudyError):
+    """params.yaml does not fit the schema; the message names every bad key."""
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a params mapping; raise ParamsError listing every problem: those of single
+    keys and those between keys of different sections, in one pass."""
+    try:
+        params = Params.model_validate(raw)
+        lines = []
+    except ValidationError as exc:
+        params, lines = None, [describe(e) for e in exc.errors(include_url=False)]
+    if isinstance(raw, dict):
+        labels = {name: [str(label) for label in raw[name]] for name in ("initializers", "networks")
+                  if isinstance(raw.get(name), dict)}
+        lines += cross_key_problems(dict(params) if params else _valid_sections(raw), labels)
+    if lines:
+        raise ParamsError(f"invalid {source}:\n  " + "\n  ".join(lines))
+    return params
+
+
+def _valid_sections(raw: dict[str, Any]) -> dict[str, Any]:
+    """The sections of `raw` that are valid on their own, validated (a catalogue: as a whole)."""
+    partial, sections = Params.model_construct(), {}
+    for name in Params.model_fields:
+        try:
+            Params.__pydantic_validator__.validate_assignment(partial, name, raw[name])
+            sections[name] = getattr(partial, name)
+        except (KeyError, ValidationError):
+            continue
+    return sections
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    restore = f"run from the project's root, or restore it with `git checkout {path}`"
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path} does not exist in {Path.cwd()}: {restore}") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParamsError(f"cannot read {path}: {exc}") from None
+    if raw is None:
+        raise ParamsError(f"{path} is empty; it needs the sections {', '.join(SECTIONS)}: {restore}")
+    if not isinstance(raw, dict):
+        raise ParamsError(
+            f"{path} holds a {type(raw).__name__}, not the sections {', '.join(SECTIONS)}: {restore}"
+        )
+    return parse_params(raw, str(path))
