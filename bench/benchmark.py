@@ -25,7 +25,8 @@ from initstudy.datasets import prepare_dataset
 from initstudy.numerics import BLAS_KERNEL, NUMPY_DISPATCH, cpu_model
 from initstudy.params import load_params
 from initstudy.timings import PHASES, gather
-from initstudy.workspace import ROOT, Workspace, command_env, update_params
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the scaffolding tests share
+from workspace import ROOT, Workspace, command_env, update_params  # noqa: E402
 
 STAGES = ROOT / "src" / "stages"
 

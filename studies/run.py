@@ -28,7 +28,7 @@ ROOT = HERE.parent
 RESULTS = ["dvc.lock", "metrics/results.md", "metrics/summary.json", "metrics/networks.csv", "metrics/runs.csv",
            "metrics/epochs.csv", "metrics/init_layers.csv", "metrics/init_histograms.csv", "metrics/probes.csv",
            "metrics/headline"]
-# Drawn for every study, old or new (seeds.png too since plots/report/); the others (depth, probes, phase,
+# Drawn for every study, old or new (seeds.png too since plots/comparison/); the others (depth, probes, phase,
 # uniform_vs_normal) only where the study has what they show.
 PLOTS = ["val_accuracy.png", "val_loss.png", "final_val_accuracy.png", "convergence.png"]
 
@@ -69,7 +69,7 @@ def run_study(name: str) -> Path:
             for result in RESULTS:
                 source, target = tree / result, out / Path(result).name
                 (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
-            for png in [*(tree / "plots" / "report").glob("*.png"), tree / "plots" / "init_layers.png"]:
+            for png in [*(tree / "plots" / "comparison").glob("*.png"), tree / "plots" / "init_layers.png"]:
                 shutil.copy2(png, out / png.name)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)

@@ -17,7 +17,7 @@ import pytest
 from initstudy.datasets import prepare_dataset
 from initstudy.download import MIRROR_ENV
 from initstudy.numerics import pin_isa
-from initstudy.workspace import ROOT, command_env, update_params
+from workspace import ROOT, command_env, update_params
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 pin_isa("AVX")  # the default of train.cpu_isa, for what the tests train in this process

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from initstudy.params import parse_params
-from initstudy.workspace import ROOT
+from workspace import ROOT
 
 spec = importlib.util.spec_from_file_location("run_study", ROOT / "studies" / "run.py")
 run_study = importlib.util.module_from_spec(spec)

@@ -24,7 +24,7 @@ from initstudy.atomic import write_atomically
 from initstudy.datasets import DATASETS, DataError, DataFile
 from initstudy.download import DEADLINE_ENV, MIRROR_ENV, fetch_dataset, fetch_file
 from initstudy.errors import StudyError
-from initstudy.workspace import Workspace, command_env
+from workspace import Workspace, command_env
 
 MNIST = DATASETS["mnist"].files
 LABELS = "t10k-labels-idx1-ubyte.gz"
@@ -201,7 +201,7 @@ def test_a_diverging_run_is_recorded_and_the_pipeline_goes_on(tmp_path: Path, mn
     shown = repo.run("dvc", "metrics", "show", "--json").stdout
     assert json.loads(shown) and "NaN" not in shown
     assert set(pd.read_csv(repo.path / "metrics/epochs.csv").initializer) == {"zeros"}  # no curve of he_normal
-    assert (repo.path / "plots/report/val_loss.png").stat().st_size > 0
+    assert (repo.path / "plots/comparison/val_loss.png").stat().st_size > 0
     repo.set_params(train={"learning_rate": 1e38})  # now every run diverges: the plots still render, empty
     repo.repro()
     summary = json.loads((repo.path / "metrics/summary.json").read_text())["networks"]["mlp"]["initializers"]
@@ -451,7 +451,7 @@ def test_a_plot_stage_killed_mid_png_leaves_every_plot_whole(trained: Workspace)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     left, = [p for p in (trained.path / "plots").iterdir() if p.name.startswith(".")]  # the folder being drawn
     half, = [p for p in left.iterdir() if p.name.startswith(".")]
-    assert left.name.startswith(".report.") and half.stat().st_size == 4  # its half-written temporary file
+    assert left.name.startswith(".comparison.") and half.stat().st_size == 4  # its half-written temporary file
     after = {name: data for name, data in outputs(trained).items() if not name.startswith("plots/.")}
     assert after == before
     rerun = run_stage(trained.path, "plots", "--metrics", "metrics", "--out", "plots")

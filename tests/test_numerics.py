@@ -14,7 +14,7 @@ import pytest
 from conftest import run_stage, write_params
 from initstudy.aggregate import environments
 from initstudy.numerics import ISA_LEVELS, ONEDNN_ISA, cpu_isa, effective_isa, pin_isa
-from initstudy.workspace import ROOT, command_env
+from workspace import ROOT, command_env
 
 # Every catalogue initializer's default network at seed 0, hashed; the kernels OpenBLAS runs.
 DRAW = """

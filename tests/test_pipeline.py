@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import SMALL_STUDY
-from initstudy.workspace import Workspace
+from workspace import Workspace
 
 TRAIN = {f"train@mlp-{i}-{s}" for i in ("zeros", "he_normal") for s in (0, 1)}
 
@@ -44,10 +44,10 @@ def test_first_repro_runs_every_stage_with_consistent_outputs(study) -> None:
     epochs = pd.read_csv(root / "metrics/epochs.csv")
     assert len(epochs) == 4 and set(epochs.initializer) == {"zeros", "he_normal"}
     assert "| he_normal" in (root / "metrics/results.md").read_text()
-    drawn = sorted(png.name for png in (root / "plots/report").iterdir())
+    drawn = sorted(png.name for png in (root / "plots/comparison").iterdir())
     assert drawn == ["convergence.png", "final_val_accuracy.png", "seeds.png", "val_accuracy.png", "val_loss.png"]
     # no depth plot for one depth, no probes without probes, no phase diagram, no uniform/normal pair
-    for png in [*(root / "plots/report").iterdir(), root / "plots/init_layers.png", root / "plots/init_weights.png"]:
+    for png in [*(root / "plots/comparison").iterdir(), root / "plots/init_layers.png", root / "plots/init_weights.png"]:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     headline = json.loads((root / "metrics/headline/mlp.json").read_text())
     assert headline == {"zeros": summary["zeros"]["final_val_accuracy"]["mean"],

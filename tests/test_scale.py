@@ -19,7 +19,7 @@ import yaml
 
 from conftest import SMALL_STUDY, run_stage, write_params
 from initstudy.shards import parse_shard, share
-from initstudy.workspace import ROOT, Workspace
+from workspace import ROOT, Workspace
 
 BIN = str(Path(sys.executable).parent)  # the Makefile's tools: this interpreter's
 DEPLOY = ROOT / "deploy"
@@ -182,7 +182,7 @@ def test_two_workers_fill_a_remote_and_a_collaborator_trains_nothing(origin, one
 
 
 def test_a_published_study_is_pulled_not_trained(one_machine, tmp_path):
-    """The README's team workflow: push with the run-cache, commit; a collaborator pulls."""
+    """The team workflow of docs/scaling.md: push with the run-cache, commit; a collaborator pulls."""
     one_machine.run("dvc", "remote", "add", "-d", "team", str(tmp_path / "remote"))
     one_machine.run("dvc", "push", "--run-cache")
     one_machine.commit("study results")
@@ -191,12 +191,6 @@ def test_a_published_study_is_pulled_not_trained(one_machine, tmp_path):
     assert collaborator.repro() == set()
     assert "up to date" in collaborator.run("dvc", "status").stdout
     assert results(collaborator) == results(one_machine)
-
-
-def test_deploy_recipes_are_the_readme_s():
-    page = (ROOT / "docs" / "scaling.md").read_text()
-    for recipe in ("slurm.sbatch", "kubernetes-job.yaml"):
-        assert (DEPLOY / recipe).is_file() and f"](../deploy/{recipe})" in page
 
 
 def test_killed_worker_leaves_the_remote_consistent(origin, tmp_path):
@@ -225,10 +219,10 @@ def test_killed_worker_leaves_the_remote_consistent(origin, tmp_path):
     assert assert_consistent(remote) >= 2
 
 
-def readme_block(after: str) -> str:
+def scaling_block(after: str) -> str:
     """The first code block of docs/scaling.md after the text `after`."""
-    readme = (ROOT / "docs" / "scaling.md").read_text()
-    return re.search(r"```\w*\n(.*?)```", readme[readme.index(after):], re.S)[1]
+    page = (ROOT / "docs" / "scaling.md").read_text()
+    return re.search(r"```\w*\n(.*?)```", page[page.index(after):], re.S)[1]
 
 
 def test_a_fresh_clone_retrains_the_committed_bytes_and_shares_them_through_a_remote(published, tmp_path):
@@ -246,10 +240,10 @@ def test_a_fresh_clone_retrains_the_committed_bytes_and_shares_them_through_a_re
 
 
 def test_workers_sharing_one_cache_need_no_remote(published, tmp_path):
-    """The README's recipe for several workers on one machine, run as written on a committed study."""
+    """The recipe of docs/scaling.md for several workers on one machine, run as written on a committed study."""
     gatherer = with_environment(published.clone(tmp_path / "gatherer"))
     gatherer.env["TMPDIR"] = str(tmp_path)  # where the recipe's `mktemp -d` makes the workers' clones
-    output = gatherer.run("bash", "-c", readme_block("**One machine, several workers.**")).stdout
+    output = gatherer.run("bash", "-c", scaling_block("**One machine, several workers.**")).stdout
     assert trained(output) == set(TRAIN)
     output = gatherer.run("dvc", "repro").stdout
     assert not trained(output), output

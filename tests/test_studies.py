@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 
 from fakedata import checksums, write_cifar10
-from initstudy.workspace import Workspace
+from workspace import Workspace
 
 LABELS = ["he_normal", "lsuv", "normal_001"]
 

@@ -17,7 +17,7 @@ from conftest import run_stage, write_params
 from initstudy.datasets import load_split
 from initstudy.params import load_params
 from initstudy.training import run_metrics, train_run
-from initstudy.workspace import ROOT, command_env
+from workspace import ROOT, command_env
 
 def small_params(tmp: Path, **train: object):
     return load_params(write_params(tmp, train={"epochs": 2, **train}) / "params.yaml")

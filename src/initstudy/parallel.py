@@ -7,7 +7,7 @@ workers at once. Each worker is a git worktree of this checkout (HEAD plus the w
 tree's changes) sharing its DVC cache, with cores/N compute threads, and reproduces its
 share with `dvc repro`. Then `dvc repro` here restores every trained run from the shared
 run-cache, trains nothing, and runs the stages after training. The thread count changes
-no result on JAX (see README, "Threads"), so the runs are the bits one worker would make.
+no result on JAX (docs/scaling.md, "Threads"), so the runs are the bits one worker would make.
 
     python -m initstudy.parallel             # as many workers as CPUs
     python -m initstudy.parallel --workers 1 # plain `dvc repro`

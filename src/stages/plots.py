@@ -1,4 +1,4 @@
-"""DVC stage `plots`: PNG comparison plots of the trained runs in <out>/report/, and the
+"""DVC stage `plots`: PNG comparison plots of the trained runs in <out>/comparison/, and the
 per-epoch table (with colours and zoom flags) that DVC's interactive plots draw. A plot the
 study has nothing to show in is left out: the depth plot without two depths, the probes
 without probes, the phase diagram without one, uniform vs normal without such a pair. With
@@ -67,7 +67,7 @@ def main() -> None:
             probes(table, report / "probes.png", dpi)
 
     write_text(args.out / "curves.csv", curve_data(epochs).to_csv(index=False))
-    write_folder(args.out / "report", draw)
+    write_folder(args.out / "comparison", draw)
 
 if __name__ == "__main__":
     main()
