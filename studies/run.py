@@ -69,7 +69,7 @@ def run_study(name: str) -> Path:
             for result in RESULTS:
                 source, target = tree / result, out / Path(result).name
                 (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
-            for png in [*(tree / "plots" / "comparison").glob("*.png"), tree / "plots" / "init_layers.png"]:
+            for png in [*(tree / "plots" / "comparison").glob("*.png"), tree / "plots" / "init" / "init_layers.png"]:
                 shutil.copy2(png, out / png.name)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)

@@ -47,7 +47,8 @@ def test_first_repro_runs_every_stage_with_consistent_outputs(study) -> None:
     drawn = sorted(png.name for png in (root / "plots/comparison").iterdir())
     assert drawn == ["convergence.png", "final_val_accuracy.png", "seeds.png", "val_accuracy.png", "val_loss.png"]
     # no depth plot for one depth, no probes without probes, no phase diagram, no uniform/normal pair
-    for png in [*(root / "plots/comparison").iterdir(), root / "plots/init_layers.png", root / "plots/init_weights.png"]:
+    for png in [*(root / "plots/comparison").iterdir(), root / "plots/init/init_layers.png",
+                root / "plots/init/init_weights.png"]:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     headline = json.loads((root / "metrics/headline/mlp.json").read_text())
     assert headline == {"zeros": summary["zeros"]["final_val_accuracy"]["mean"],

@@ -1,4 +1,4 @@
-"""DVC stage `plots_init`: PNG plots of the networks at initialization."""
+"""DVC stage `plots_init`: PNG plots of the networks at initialization, in <out>/."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pandas as pd  # after initstudy, which pins NumPy's code paths before it 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--metrics", type=Path, default=Path("metrics"))
-    parser.add_argument("--out", type=Path, default=Path("plots"))
+    parser.add_argument("--out", type=Path, default=Path("plots/init"))
     args = parser.parse_args()
     dpi = load_params().plots.dpi
     init_layers(pd.read_csv(args.metrics / "init_layers.csv"), args.out / "init_layers.png", dpi)
