@@ -22,7 +22,7 @@ def problems(**changes: object) -> str:
         section, key = dotted.split("__")
         raw[section][key] = value
     with pytest.raises(ParamsError) as info:
-        parse_params(raw)
+        parse_params(raw, sizes=True)  # as check_params does
     return str(info.value)
 
 
@@ -274,7 +274,7 @@ def data_problems(**sections: dict) -> str:
     for section, values in sections.items():
         raw[section].update(values)
     with pytest.raises(ParamsError) as info:
-        parse_params(raw)
+        parse_params(raw, sizes=True)
     return str(info.value)
 
 
@@ -302,7 +302,7 @@ def test_a_mirror_of_ones_own_is_checked_against_train_samples_only() -> None:
     assert small_sample_warnings(parse_params(raw)) == []  # its size is unknown until load_split reads it
     raw["diagnostics"]["batch_size"] = 70001
     with pytest.raises(ParamsError, match="diagnostics.batch_size = 70001: more than the 70,000 training images"):
-        parse_params(raw)
+        parse_params(raw, sizes=True)
 
 
 def test_too_few_images_for_the_statistics_are_warned_of_by_check_params(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, help="marker file to write (without it: only check)")
     args = parser.parse_args()
-    for warning in small_sample_warnings(load_params()):
+    for warning in small_sample_warnings(load_params(sizes=True)):
         print(f"warning: {warning}", file=sys.stderr)
     if args.out:  # every stage depends on these bytes: they never change (the path is where the schema was)
         write_text(args.out, "params.yaml fits the schema of src/initstudy/params.py\n")

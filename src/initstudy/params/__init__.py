@@ -38,9 +38,11 @@ class ParamsError(StudyError):
     """params.yaml does not fit the schema; the message names every bad key."""
 
 
-def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+def parse_params(raw: Any, source: str = "params.yaml", sizes: bool = False) -> Params:
     """Validate a params mapping; raise ParamsError listing every problem: those of single
-    keys and those between keys of different sections, in one pass."""
+    keys and those between keys of different sections, in one pass; with `sizes`, also any
+    count of images beyond what the dataset holds (check_params' rule: a stage run by hand
+    on few images may ask for a larger batch elsewhere)."""
     try:
         params = Params.model_validate(raw)
         lines = []
@@ -49,7 +51,7 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     if isinstance(raw, dict):
         labels = {name: [str(label) for label in raw[name]] for name in ("initializers", "networks")
                   if isinstance(raw.get(name), dict)}
-        lines += cross_key_problems(dict(params) if params else _valid_sections(raw), labels)
+        lines += cross_key_problems(dict(params) if params else _valid_sections(raw), labels, sizes)
     if lines:
         raise ParamsError(f"invalid {source}:\n  " + "\n  ".join(lines))
     return params
@@ -67,8 +69,8 @@ def _valid_sections(raw: dict[str, Any]) -> dict[str, Any]:
     return sections
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml."""
+def load_params(path: str | Path = "params.yaml", sizes: bool = False) -> Params:
+    """Read and validate params.yaml (`sizes`: as parse_params)."""
     path = Path(path)
     restore = f"run from the project's root, or restore it with `git checkout {path}`"
     try:
@@ -83,4 +85,4 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(
             f"{path} holds a {type(raw).__name__}, not the sections {', '.join(SECTIONS)}: {restore}"
         )
-    return parse_params(raw, str(path))
+    return parse_params(raw, str(path), sizes)

@@ -9,11 +9,11 @@ from initstudy.params.messages import hint
 from initstudy.params.schema import FEW_IMAGES, LSUVInit, Params
 
 
-def cross_key_problems(sections: dict[str, Any], labels: dict[str, list[str]]) -> list[str]:
+def cross_key_problems(sections: dict[str, Any], labels: dict[str, list[str]], sizes: bool) -> list[str]:
     """Every problem between keys of different sections, among the `sections` that are valid
     on their own (a rule whose sections are not all valid is skipped): so that they are
     reported in the same pass as the problems of single keys. `labels` holds the labels of
-    each catalogue written as a mapping, valid or not.
+    each catalogue written as a mapping, valid or not; `sizes` adds the counts of images.
     """
     problems = []
     study = sections.get("study")
@@ -53,7 +53,7 @@ def cross_key_problems(sections: dict[str, Any], labels: dict[str, list[str]]) -
         if beyond:
             problems.append(f"probes.epochs: {', '.join(map(str, beyond))} beyond train.epochs "
                             f"({sections['train'].epochs})")
-    if "data" in sections:
+    if sizes and "data" in sections:
         problems += _too_many_images(sections)
     return problems
 
