@@ -7,7 +7,7 @@ BIN := $(if $(filter /%,$(VENV)),$(VENV),$(CURDIR)/$(VENV))/bin
 # Every path is quoted: a checkout's path may hold spaces and any other character.
 RUN := PATH="$(BIN):$$PATH" PYTHONPATH="$(CURDIR)/src$${PYTHONPATH:+:$$PYTHONPATH}" DVC_NO_ANALYTICS=1
 
-.PHONY: setup study train test bench bench-workers vega
+.PHONY: setup setup-remotes study train test bench bench-workers vega
 
 setup: $(VENV)/.installed
 
@@ -15,6 +15,13 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv "$(VENV)"
 	"$(BIN)/python" -m pip install --quiet --no-deps -r requirements.lock
 	"$(BIN)/python" -m pip install --quiet --no-deps -e .
+	touch "$@"
+
+# Optional: DVC's SSH and S3 remotes (dvc-ssh, dvc-s3) and the S3 emulator their tests use.
+setup-remotes: setup $(VENV)/.remotes-installed
+
+$(VENV)/.remotes-installed: requirements-remotes.lock | $(VENV)/.installed
+	"$(BIN)/python" -m pip install --quiet --no-deps -r requirements-remotes.lock
 	touch "$@"
 
 # The whole pipeline; its training stages spread over one worker per CPU (WORKERS=N to choose).

@@ -7,6 +7,8 @@ a default DVC remote, one at a time, and each trained run is pushed at once, its
 entries, so that the remote never holds a training entry without its files and a killed
 worker loses at most the run in progress. Stages whose run another worker or an earlier
 attempt already pushed are restored from the remote (`dvc repro --pull`), not trained.
+If the remote fails, the shard stops with a message naming it and DVC's reason; what it
+trained stays in the local cache, and a rerun pushes it without training it again.
 
     python -m initstudy.shards 2/4          # or: make train SHARD=2/4
 """
@@ -14,6 +16,7 @@ attempt already pushed are restored from the remote (`dvc repro --pull`), not tr
 from __future__ import annotations
 
 import argparse
+import collections
 import re
 import subprocess
 import sys
@@ -79,11 +82,29 @@ def train_shard(index: int, count: int) -> None:
         dvc("repro", *stages)
         return
     for number, stage in enumerate(stages):  # one at a time, each published before the next starts
-        dvc("repro", "--pull", stage)
-        dvc("push", stage)
+        with_remote(remote, "repro", "--pull", stage)
+        with_remote(remote, "push", stage)
         if number == 0:  # the prepared data too: the run-cache holds an entry of the stage that made it
-            dvc("push", PREPARE)
-        dvc("push", "--run-cache", stage)
+            with_remote(remote, "push", PREPARE)
+        with_remote(remote, "push", "--run-cache", stage)
+
+
+def with_remote(remote: str, *args: str) -> None:
+    """Run a dvc command that uses the remote, its messages shown as they come; if it fails,
+    stop with a message naming the remote (name and URL) and DVC's last words on the problem."""
+    process = subprocess.Popen([sys.executable, "-m", "dvc", *args], stderr=subprocess.PIPE, text=True)
+    said: collections.deque[str] = collections.deque(maxlen=20)
+    for line in process.stderr:
+        sys.stderr.write(line)
+        if line.strip() and not line.startswith("Having any troubles?"):
+            said.append(line.strip())
+    if process.wait() != 0:
+        url = dvc("config", f"remote.{remote}.url", capture=True, check=False).strip()
+        problem = [line for line in said if line.startswith("ERROR")] or list(said)
+        raise StudyError(f"`dvc {' '.join(args)}` failed, with the remote '{remote}' ({url}):\n  "
+                         + "\n  ".join(problem[-3:]) + "\nWhat was trained is kept in this workspace's DVC cache: "
+                         "fix the problem (the remote's settings: `dvc remote list`, `dvc remote modify --local`), "
+                         "then run this shard again; it pushes those runs without training them again.")
 
 
 @stage_main
