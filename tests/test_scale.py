@@ -380,8 +380,9 @@ def test_make_sets_up_and_trains_in_a_path_with_spaces_and_non_ascii_letters(ori
     next(venv.glob("lib/python*/site-packages")).joinpath("outer.pth").write_text(f"{site}\n")
     workspace.run("make", "-s", "setup")
     python = venv / "bin" / "python"
+    alone = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # as a user's shell has it
     located = subprocess.run([str(python), "-c", "import initstudy; print(initstudy.__file__)"],
-                             capture_output=True, text=True, check=True, cwd=tmp_path)
+                             capture_output=True, text=True, check=True, cwd=tmp_path, env=alone)
     assert located.stdout.strip() == str(workspace.path / "src" / "initstudy" / "__init__.py")
     result = workspace.run("make", "-s", "train")
     assert trained(result.stdout) == set(TRAIN)
