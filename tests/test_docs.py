@@ -3,6 +3,7 @@ the README and docs/ leads somewhere."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -63,3 +64,15 @@ def test_every_relative_link_and_anchor_resolves(page: Path) -> None:
         elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             broken.append(f"{target}: no heading with that anchor")
     assert not broken, "\n".join(broken)
+
+
+def test_the_report_page_is_what_its_build_script_writes() -> None:
+    """plots/vega/report.html outside its inlined libraries is build.py's PAGE, so that
+    `make vega` (which rewrites it) keeps every change made to the page."""
+    spec = importlib.util.spec_from_file_location("build", ROOT / "plots" / "vega" / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    page = (ROOT / "plots" / "vega" / "report.html").read_text()
+    versions = re.search(r"<!-- (.*?): inlined", page)[1]
+    scripts = "\n".join(re.findall(r"<script>.*?</script>", page, flags=re.S))
+    assert page == build.PAGE.format(versions=versions, scripts=scripts)

@@ -33,9 +33,16 @@ PAGE = """<!DOCTYPE html>
   body {{ font-family: sans-serif; margin: 1em; }}
   body > div {{ display: inline-block; vertical-align: top; margin: 0 1.5em 1.5em 0; }}
   img {{ max-width: 100%; }}
+  /* a PNG per revision (dvc plots diff): side by side, scaled down to fit the window */
+  body > div {{ max-width: calc(100vw - 3em); }}
+  body > div > div:not(:only-of-type) {{ max-width: calc(50vw - 3.5em); }}
+  .notice {{ background: #fff3cd; border: 1px solid #e0c36b; padding: 0.6em 1em; max-width: 60em; }}
 </style>
 </head>
 <body>
+<noscript><p class="notice">The interactive plots (accuracy and loss per epoch) need JavaScript, which is
+off here, so they stay blank. The images (PNG) below show without it; the numbers are in
+<code>metrics/results.md</code>.</p></noscript>
 {{plot_divs}}
 </body>
 </html>
