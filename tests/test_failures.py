@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -655,6 +656,9 @@ def test_a_full_disk_under_runs_is_explained_and_repro_recovers(trained: Workspa
         del trained.env["TMPDIR"]
     assert result.returncode != 0 and "Running stage 'train@mlp-" in result.stdout
     assert_disk_full_message(result.stderr, runs)
+    estimate = re.search(r"needs about ([\d.]+) MB \(the largest output like it beside it\)", result.stderr)
+    largest = max(sum(f.stat().st_size for f in run.rglob("*") if f.is_file()) for run in runs.glob("mlp-*-[01]"))
+    assert estimate and float(estimate[1]) == round(largest / 1e6, 1), result.stderr  # a run's room, not a guess
     assert list(temporary.iterdir()) == []
     new = {f"mlp-{init}-9" for init in ("zeros", "he_normal")}
     assert {p.name for p in runs.iterdir() if p.name != ".filler" and not (p / "metrics.json").exists()} <= new

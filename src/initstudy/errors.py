@@ -47,13 +47,16 @@ def megabytes(size: int) -> str:
 
 
 def space_needed(out: Path) -> str:
-    """About how much room writing `out` takes: its size the last time, or that of the largest
-    output beside it (another run), as neither may be known before it is written."""
-    if out.exists() and _size(out):
-        return f"about {megabytes(_size(out))} (its size the last time)"
-    siblings = [p for p in out.parent.iterdir() if not p.name.startswith(".")] if out.parent.is_dir() else []
-    largest = max(map(_size, siblings), default=0)
-    return f"about {megabytes(largest)} (the largest output beside it)" if largest else "an unknown amount"
+    """About how much room writing `out` takes: the largest output like it beside it (a run of
+    the same network: `runs/<network>-…`), else its own size the last time. (What a failed
+    write left of it says nothing: DVC removes a stage's outputs before it runs.)"""
+    kind = out.name.split("-")[0]
+    like = [p for p in out.parent.iterdir() if p != out and p.name.split("-")[0] == kind and
+            not p.name.startswith(".")] if out.parent.is_dir() else []
+    largest = max(map(_size, like), default=0)
+    if largest:
+        return f"about {megabytes(largest)} (the largest output like it beside it)"
+    return f"about {megabytes(_size(out))} (its size the last time)" if _size(out) else "an unknown amount"
 
 
 def disk_full_message(exc: OSError, out: Path | None, needs: str | None = None) -> str:

@@ -15,15 +15,14 @@ import yaml
 from pydantic import BaseModel
 
 from initstudy.atomic import write_text
-from initstudy.params.schema import SECTIONS, SPECS, ModelParams, Params
+from initstudy.params.schema import MAX_COUNT, SECTIONS, SPECS, ModelParams, Params
 
 ROOT = Path(__file__).resolve().parents[3]
 OUT = ROOT / "docs" / "parameters.md"
-COUNT_LIMIT = 2**31 - 1
 
 
 def _number(value: float) -> str:
-    return "2³¹ − 1" if value == COUNT_LIMIT else f"{value:g}"
+    return "2³¹ − 1" if value == MAX_COUNT else f"{value:g}"
 
 
 def allowed(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
@@ -89,7 +88,7 @@ def _kinds() -> list[str]:
     for model in dict.fromkeys(SPECS.values()):
         names = [name for name, spec in SPECS.items() if spec is model]
         lines += ["", f"#### {', '.join(f'`{name}`' for name in names)}", ""]
-        if model.__doc__ and not model.__doc__.startswith("An initializer spec"):
+        if model.__doc__:  # a spec's own docstring (a subclass does not inherit its parent's)
             lines += [" ".join(model.__doc__.split()), ""]
         lines += field_table(model, None) if len(model.model_fields) > 1 else ["No arguments but the seed."]
     return lines
