@@ -14,7 +14,7 @@ import yaml
 from initstudy.download import MIRROR_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = (".gitignore", "Makefile", "pyproject.toml", "requirements.lock", "dvc.yaml", "params.yaml", "src",
+PROJECT_FILES = (".gitignore", "Makefile", "pyproject.toml", "requirements.lock", "dvc.yaml", "params.yaml", "src", "deploy",
                  "plots/templates", "plots/vega/report.html")
 
 
