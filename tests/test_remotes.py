@@ -192,6 +192,7 @@ class S3Server:
     endpoint: str
     key_id: str
     secret: str
+    reader: tuple[str, str]  # the key id and secret of a user who may only read the bucket
 
     def client(self) -> Any:
         import boto3
@@ -243,15 +244,17 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         wait_for_port(port, server, log)
         # Until reset-auth below, moto takes any credentials: dummy ones, to make the bucket and its user.
         anyone = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="setup", aws_secret_access_key="-")
-        iam = boto3.client("iam", **anyone)
-        iam.create_user(UserName="team")
-        iam.put_user_policy(UserName="team", PolicyName="s3", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
-        key = iam.create_access_key(UserName="team")["AccessKey"]
+        iam, keys = boto3.client("iam", **anyone), {}
+        for user, actions in (("team", ["s3:*"]), ("reader", ["s3:Get*", "s3:List*"])):
+            iam.create_user(UserName=user)
+            iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+            key = iam.create_access_key(UserName=user)["AccessKey"]
+            keys[user] = key["AccessKeyId"], key["SecretAccessKey"]
         boto3.client("s3", **anyone).create_bucket(Bucket=BUCKET)
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0",
                                                       headers={"Content-Type": "text/plain"}), timeout=30)
-        yield S3Server(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+        yield S3Server(endpoint, *keys["team"], reader=keys["reader"])
     finally:
         stop(server)
 
@@ -328,6 +331,14 @@ def set_url(workspace: Workspace, url: str) -> None:
     workspace.run("dvc", "remote", "modify", NAME, "url", url)
 
 
+def read_only(server: SSHServer, place: str) -> str:
+    """A folder beside `place` on the server that its login user may read but not write."""
+    folder = server.root / f"{place}-read-only"
+    folder.mkdir()
+    folder.chmod(0o555)  # and owned by the tests' user: for `nobody`, root's
+    return folder.name
+
+
 # How each remote goes wrong, and what DVC says of it. (moto checks the credentials only
 # because the s3_server fixture told it to; by default it takes any.)
 BAD_REMOTES = {
@@ -335,10 +346,14 @@ BAD_REMOTES = {
                          r"Connect call failed \('127\.0\.0\.1', \d+\)"),
     "refused-key": ("ssh", lambda server, workspace, place: server.log_in(workspace, server.refused),
                     r"Permission denied for user \w+ on host 127\.0\.0\.1"),
+    "read-only-folder": ("ssh", lambda server, workspace, place: set_url(workspace, server.url(read_only(server, place))),
+                         r"No such file\n  \(over SSH, DVC says this when the login user may not write"),
     "missing-bucket": ("s3", lambda server, workspace, place: set_url(workspace, f"s3://no-such-bucket/{place}"),
                        r"NoSuchBucket"),
     "wrong-credentials": ("s3", lambda server, workspace, place: server.log_in(workspace, secret="wrong"),
                           r"\(403\) when calling the \w+ operation: Forbidden"),
+    "read-only-credentials": ("s3", lambda server, workspace, place: server.log_in(workspace, *server.reader),
+                              r"\(AccessDenied\) when calling the \w+ operation"),
 }
 
 
