@@ -347,7 +347,12 @@ def test_make_study_spreads_the_training_over_workers_and_dvc_then_trains_nothin
     assert trained == {f"train@mlp-{init}-{seed}" for init in ("zeros", "he_normal") for seed in (0, 1, 2)}
     assert "Running stage 'train@" not in "\n".join(l for l in result.stdout.splitlines() if not l.startswith("["))
     assert workspace.repro() == set()
+    lock = yaml.safe_load((workspace.path / "dvc.lock").read_text())["stages"]
+    alone = yaml.safe_load((one_machine.path / "dvc.lock").read_text())["stages"]
+    assert [name for name in lock if name.startswith("train@")] == [  # gathered in dvc.yaml's order
+        f"train@mlp-{init}-{seed}" for init in ("zeros", "he_normal") for seed in (0, 1, 2)]
     for run in TRAIN:
+        assert lock[run] == alone[run]  # as one `dvc repro` records it
         name = run.removeprefix("train@")
         for output in ("metrics.json", "history.csv", "model.keras"):
             assert (workspace.path / "runs" / name / output).read_bytes() == \
