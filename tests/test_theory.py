@@ -33,6 +33,17 @@ def test_the_depth_scale_grows_without_bound_at_the_critical_point() -> None:
     assert theory.depth_scale("relu", 2.0, 0.0) == math.inf
 
 
+def test_tanh_without_biases_is_critical_at_weight_variance_one() -> None:
+    """σ_b² = 0: q* = 0 for σ_w² ≤ 1 (|tanh x| < |x|), reached only as 1/l at σ_w² = 1, where
+    χ₁ = σ_w² tanh'(0)² = 1 and ξ_c is infinite; on either side it is finite, and grows towards 1."""
+    assert theory.length_fixed_point("tanh", 1.0, 0.0) == 0.0
+    assert theory.chi_1("tanh", 1.0, 0.0) == pytest.approx(1.0, abs=1e-12)
+    assert theory.depth_scale("tanh", 1.0, 0.0) == math.inf
+    below = [theory.depth_scale("tanh", 1 - gap, 0.0) for gap in (0.1, 0.01)]
+    assert below[0] == pytest.approx(-1 / math.log(0.9), rel=1e-9) and below[1] > 9 * below[0]
+    assert 0.5 < theory.length_fixed_point("tanh", 2.0, 0.0) < 1  # the chaotic side: a finite q* > 0
+
+
 def test_the_length_map_fixed_point_solves_the_length_map() -> None:
     q = theory.length_fixed_point("tanh", 2.0, 0.05)
     z = np.random.default_rng(0).standard_normal(2_000_000)

@@ -11,6 +11,7 @@ so n·w = 1 keeps it there, and saturates for large v.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -65,6 +66,7 @@ def predicted_std(
 # its depth stays below about 6 ξ_c. ξ_c diverges on the critical line χ₁ = 1.
 QUADRATURE_NODES = 64  # Gauss–Hermite nodes per dimension; an even count keeps ReLU's kink exact
 POSITIVELY_HOMOGENEOUS = ("relu", "linear")  # φ(a z) = a φ(z) for a > 0
+CONTRACTING = ("tanh", "elu", "gelu")  # |φ(x)| < |x| for x ≠ 0: without biases, σ_w² ≤ 1 takes q to 0
 DERIVATIVES = {
     "relu": lambda z: (z > 0).astype(float),
     "tanh": lambda z: 1 - np.tanh(z) ** 2,
@@ -76,6 +78,7 @@ DERIVATIVES = {
 }
 
 
+@functools.cache
 def _nodes(count: int = QUADRATURE_NODES) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and weights with Σ w f(x) ≈ E[f(z)], z ~ N(0, 1) (probabilists' Gauss–Hermite)."""
     x, w = special.roots_hermitenorm(count)
@@ -95,6 +98,8 @@ def length_fixed_point(activation: str, weight_var: float, bias_var: float, star
     if activation in POSITIVELY_HOMOGENEOUS and bias_var == 0:  # q ← (σ_w² E[φ(z)²]) q, exactly
         factor = weight_var * _expect(lambda z: phi(z) ** 2, 1.0)
         return 0.0 if factor < 1 - 1e-12 else math.inf if factor > 1 + 1e-12 else start
+    if activation in CONTRACTING and bias_var == 0 and weight_var <= 1:  # q shrinks every layer, to 0
+        return 0.0  # (at σ_w² = 1 only as 1/l: iterating would stop at the loop's end, far from it)
     for _ in range(100_000):
         new = weight_var * _expect(lambda z: phi(z) ** 2, math.sqrt(q)) + bias_var
         if new > 1e12:
