@@ -29,6 +29,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from dvc.utils.serialize import load_yaml, modify_yaml
+
 from initstudy.errors import StudyError, stage_main
 from initstudy.shards import GROUP, PREPARE, check_params, share
 
@@ -54,7 +56,8 @@ def stale_training_stages() -> list[str]:
 
 
 def make_worktree(path: Path, cache: str) -> None:
-    """A git worktree of HEAD at `path`, with this checkout's uncommitted changes and DVC cache."""
+    """A git worktree of HEAD at `path`, with this checkout's uncommitted changes and DVC cache,
+    its dvc.lock without training stages (their entries come from the worker's own runs)."""
     run("git", "worktree", "add", "--quiet", "--detach", str(path), "HEAD")
     changed = run("git", "ls-files", "-z", "--modified", "--others", "--exclude-standard", capture=True)
     deleted = set(run("git", "ls-files", "-z", "--deleted", capture=True).split("\0"))
@@ -66,6 +69,11 @@ def make_worktree(path: Path, cache: str) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(name, target)
     dvc("cache", "dir", "--local", cache, cwd=path)
+    lock = path / "dvc.lock"
+    if lock.is_file():  # a worker needs the entries before training only; DVC parses the lock once per target
+        with modify_yaml(str(lock)) as data:
+            for name in [name for name in data.get("stages", {}) if name.startswith(f"{GROUP}@")]:
+                del data["stages"][name]
 
 
 def _relay(stream, prefix: str) -> None:
@@ -122,15 +130,13 @@ def gather(stages: list[str], trees: list[Path]) -> None:
     """Enter `stages`, trained by the workers in `trees` (stage i in tree i mod N), in this
     checkout's dvc.lock as `dvc repro` enters a stage it ran (replaced where it was, else
     appended, in `stages`' order), with DVC's own YAML writer; then check their outputs out."""
-    from dvc.utils.serialize import load_yaml, modify_yaml
-
     entries = {}
     for i, tree in enumerate(trees, 1):
         lock = load_yaml(str(tree / "dvc.lock"))["stages"]
         entries.update({name: lock[name] for name in share(stages, i, len(trees))})
     with modify_yaml("dvc.lock") as lock:
         lock["stages"].update((name, entries[name]) for name in stages)
-    dvc("checkout", "--quiet", *stages)
+    dvc("checkout", "--quiet", "--force", GROUP)  # one target: DVC parses dvc.lock again for each
 
 
 def reproduce(workers: int) -> None:
