@@ -15,13 +15,7 @@ from workspace import ROOT
 spec = importlib.util.spec_from_file_location("run_study", ROOT / "studies" / "run.py")
 run_study = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(run_study)
-# Trained before the current params catalogue and code (depth-adam before the numerics
-# pins too): `python studies/run.py <name>` retrains them, and then this marker must go
-# (strict: the test fails once they hold their params' results).
-STALE = {"depth-adam"}
-STUDIES = [pytest.param(name, marks=pytest.mark.xfail(
-    name in STALE, reason="trained before the current catalogue and code; retrain it", strict=True))
-    for name in sorted(path.stem for path in (ROOT / "studies").glob("*.yaml"))]
+STUDIES = sorted(path.stem for path in (ROOT / "studies").glob("*.yaml"))
 
 
 def test_overrides_merge_mappings_and_replace_the_rest() -> None:
