@@ -26,7 +26,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = ["dvc.lock", "metrics/results.md", "metrics/summary.json", "metrics/networks.csv", "metrics/runs.csv",
-           "metrics/epochs.csv", "metrics/init_layers.csv", "metrics/init_histograms.csv", "metrics/probes.csv",
+           "metrics/epochs.csv", "metrics/init_layers.csv", "metrics/probes.csv",
            "metrics/headline"]
 # Drawn for every study, old or new (seeds.png too since plots/comparison/); the others (depth, probes, phase,
 # uniform_vs_normal) only where the study has what they show.
