@@ -65,7 +65,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         need(Path(path).is_file(), name, INSTALL)
     need(shutil.which("sbatch"), "sbatch", INSTALL)
     if os.getuid() != 0:
-        pytest.skip("slurmd runs each job as its submitter, so it must start as root: run the tests as root, as CI does")
+        pytest.skip("slurmd runs each job as its submitter, so it must start as root: "
+                    "run the tests as root, as CI does")
     root = tmp_path_factory.mktemp("slurm")
     for folder in ("munge", "state", "spool"):
         (root / folder).mkdir(mode=0o700)
@@ -110,7 +111,8 @@ def wait_for(conf: Path, job: str, timeout: float = 900) -> dict[int, str]:
         assert time.monotonic() < deadline, slurm(conf, "squeue", "-j", job)
         time.sleep(1)
     records = slurm(conf, "scontrol", "show", "job", job).split("\n\n")
-    return {int(re.search(r"ArrayTaskId=(\d+)", r)[1]): re.search(r"JobState=(\w+)", r)[1] for r in records if r.strip()}
+    return {int(re.search(r"ArrayTaskId=(\d+)", record)[1]): re.search(r"JobState=(\w+)", record)[1]
+            for record in records if record.strip()}
 
 
 def test_an_array_job_trains_the_study_and_a_failed_task_resubmitted_alone_completes_it(

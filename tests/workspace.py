@@ -14,8 +14,8 @@ import yaml
 from initstudy.download import MIRROR_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = (".gitignore", "Makefile", "pyproject.toml", "requirements.lock", "dvc.yaml", "params.yaml", "src", "deploy",
-                 "plots/templates", "plots/vega/report.html")
+PROJECT_FILES = (".gitignore", "Makefile", "pyproject.toml", "requirements.lock", "dvc.yaml", "params.yaml", "src",
+                 "deploy", "plots/templates", "plots/vega/report.html")
 
 
 def command_env(scratch: Path) -> dict[str, str]:

@@ -8,10 +8,10 @@ tree's changes) sharing its DVC cache, with cores/N compute threads, and reprodu
 share with `dvc repro`. Their runs are then entered in this checkout's dvc.lock (each
 worker's entry, as DVC wrote it, in the order `dvc repro` would have written them) and
 checked out of the shared cache, so that `dvc repro` here finds them up to date, trains
-nothing, and runs the stages after training. (Restoring each run from the run-cache
-instead, as `dvc repro` does, cost 6 s a stage in a study of 216 runs: DVC rewrites the
-whole dvc.lock after each.) The thread count changes no result on JAX (docs/scaling.md,
-"Threads"), so the runs are the bits one worker would make.
+nothing, and runs the stages after training (restoring each run from the run-cache, as
+`dvc repro` would, rewrites the whole dvc.lock after each: BENCHMARKS.md). The thread count
+changes no result on JAX (docs/scaling.md, "Threads"), so the runs are the bits one worker
+would make.
 
     python -m initstudy.parallel             # as many workers as CPUs
     python -m initstudy.parallel --workers 1 # plain `dvc repro`

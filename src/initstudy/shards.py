@@ -101,7 +101,8 @@ def with_remote(remote: str, *args: str) -> None:
     if process.wait() != 0:
         url = dvc("config", f"remote.{remote}.url", capture=True, check=False).strip()
         problem = [line for line in said if line.startswith("ERROR")] or list(said)
-        if url.startswith("ssh://") and "No such file" in problem[-1]:  # dvc-ssh 4.3's words for a folder it cannot write
+        # dvc-ssh 4.3's words for a remote folder it cannot write to
+        if url.startswith("ssh://") and problem and "No such file" in problem[-1]:
             problem.append("(over SSH, DVC says this when the login user may not write to the remote's folder)")
         raise StudyError(f"`dvc {' '.join(args)}` failed, with the remote '{remote}' ({url}):\n  "
                          + "\n  ".join(problem[-3:]) + "\nWhat was trained is kept in this workspace's DVC cache: "
