@@ -16,7 +16,7 @@ RNG = np.random.default_rng(0)
 SPLIT = Split(RNG.random((256, 8, 8, 1), dtype=np.float32), RNG.integers(0, 10, 256),
               RNG.random((16, 8, 8, 1), dtype=np.float32), RNG.integers(0, 10, 16))
 RELU = ModelParams(hidden_units=[64, 64, 64], activation="relu", dropout=0.2, bias_initializer="zeros",
-                   family="mlp", conv_filters=[], batch_norm=False)
+                   family="mlp", conv_filters=[], normalization="none")
 
 
 def network(initializer: str, params: ModelParams = RELU, seed: int = 0):
@@ -24,7 +24,7 @@ def network(initializer: str, params: ModelParams = RELU, seed: int = 0):
 
 
 def report(initializer: str, params: ModelParams = RELU, seed: int = 0):
-    return layer_report(network(initializer, params, seed), SPLIT.x_train, SPLIT.y_train, params.activation)
+    return layer_report(network(initializer, params, seed), SPLIT.x_train, SPLIT.y_train, params)
 
 
 def test_zeros_give_zero_activations_and_zero_kernel_gradients() -> None:
@@ -91,7 +91,7 @@ def test_the_variance_argument_predicts_he_on_relu_and_fails_for_ones() -> None:
 
 def test_the_probe_measures_the_weights_of_the_moment() -> None:
     model = network("he_normal")
-    probe = LayerProbe(model, SPLIT.x_train, SPLIT.y_train, "relu")
+    probe = LayerProbe(model, SPLIT.x_train, SPLIT.y_train, RELU)
     before = probe()
     assert before.equals(probe())  # compiled once, the same answer for the same weights
     first = kernel_layers(model)[0]

@@ -19,8 +19,8 @@ RNG = np.random.default_rng(0)
 SPLIT = Split(RNG.random((600, 12, 12, 3), dtype=np.float32), RNG.integers(0, 10, 600),
               RNG.random((16, 12, 12, 3), dtype=np.float32), RNG.integers(0, 10, 16))
 MLP = ModelParams(hidden_units=[64, 32], activation="tanh", dropout=0.2, bias_initializer="zeros",
-                  family="mlp", conv_filters=[], batch_norm=False)
-CNN = MLP.model_copy(update={"family": "cnn", "conv_filters": [8, 16], "batch_norm": True, "activation": "relu"})
+                  family="mlp", conv_filters=[], normalization="none")
+CNN = MLP.model_copy(update={"family": "cnn", "conv_filters": [8, 16], "normalization": "batch", "activation": "relu"})
 LSUV = init_spec({"name": "lsuv", "tolerance": 0.02, "max_iterations": 10, "batch_size": 256})
 
 
@@ -80,7 +80,7 @@ from initstudy.params import ModelParams, init_spec
 x = np.zeros((4, 784), np.float32)
 split = Split(x, np.zeros(4, int), x, np.zeros(4, int))
 model = ModelParams(hidden_units=[256, 128], activation="relu", dropout=0.2, bias_initializer="zeros",
-                    family="mlp", conv_filters=[], batch_norm=False)
+                    family="mlp", conv_filters=[], normalization="none")
 for seed in map(int, sys.argv[1].split(",")):
     network = initial_model(split, 10, model, init_spec("orthogonal"), seed=seed)
     print(hashlib.sha256(b"".join(np.asarray(k.kernel).tobytes() for k in kernel_layers(network))).hexdigest())

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
-from initstudy.models import build_model, kernel_layers, study_loss
+from initstudy.datasets import Split
+from initstudy.initialization import initial_model
+from initstudy.models import branch_ends, build_model, kernel_layers, layer_outputs, study_loss
 from initstudy.params import SPECS, ModelParams, init_spec
 
 PARAMS = ModelParams(hidden_units=[32, 16], activation="relu", dropout=0.2, bias_initializer="zeros")
-CNN = PARAMS.model_copy(update={"family": "cnn", "conv_filters": [8, 16], "batch_norm": True})
+CNN = PARAMS.model_copy(update={"family": "cnn", "conv_filters": [8, 16], "normalization": "batch"})
 
 
 def build(initializer: str | dict, params: ModelParams = PARAMS, shape: tuple[int, ...] = (28, 28, 1)):
@@ -39,7 +42,7 @@ def test_the_loss_keeps_its_gradient_where_a_softmax_saturates() -> None:
 
 
 def test_an_mlp_may_normalize_each_hidden_layer() -> None:
-    model = build("he_normal", PARAMS.model_copy(update={"batch_norm": True, "dropout": 0.0}))
+    model = build("he_normal", PARAMS.model_copy(update={"normalization": "batch", "dropout": 0.0}))
     names = [type(layer).__name__ for layer in model.layers]
     assert names == ["Flatten", "Dense", "BatchNormalization", "Dense", "BatchNormalization", "Dense"]
 
@@ -67,7 +70,7 @@ def test_the_cnn_stacks_conv_blocks_before_the_dense_layers() -> None:
     assert names == block * 2 + ["Flatten", "Dense", "Dropout", "Dense", "Dropout", "Dense"]
     assert [k.shape for k in kernels("he_normal", CNN)[:2]] == [(3, 3, 1, 8), (3, 3, 8, 16)]
     assert model.output_shape == (None, 10)
-    no_bn = build("he_normal", CNN.model_copy(update={"batch_norm": False, "dropout": 0.0}))
+    no_bn = build("he_normal", CNN.model_copy(update={"normalization": "none", "dropout": 0.0}))
     assert [type(layer).__name__ for layer in no_bn.layers][:3] == ["Conv2D", "MaxPooling2D", "Conv2D"]
 
 
@@ -104,3 +107,53 @@ def test_initializers_put_what_they_promise_in_the_kernels() -> None:
 def test_variance_scaling_initializers_have_the_textbook_variance(initializer: str, variance: float) -> None:
     first = kernels(initializer)[0]
     assert first.var() == pytest.approx(variance, rel=0.05)
+
+
+RESIDUAL = ModelParams(hidden_units=[32] * 5, residual=True)
+
+
+@pytest.mark.parametrize(("update", "blocks", "extra_parameters"), [
+    ({}, ["Activation", "Dense", "Add"] * 4, 0),
+    ({"branch_layers": 2}, ["Activation", "Dense", "Activation", "Dense", "Add"] * 2, 0),
+    ({"normalization": "batch"}, ["BatchNormalization", "Activation", "Dense", "Add"] * 4, 4 * 5 * 32),
+    ({"normalization": "layer"}, ["LayerNormalization", "Activation", "Dense", "Add"] * 4, 2 * 5 * 32),
+    ({"dropout": 0.1}, ["Activation", "Dense", "Dropout", "Add"] * 4, 0),
+])
+def test_a_residual_mlp_projects_then_adds_its_branches(update: dict, blocks: list[str],
+                                                        extra_parameters: int) -> None:
+    """A linear projection, blocks h + f(h) with f = [norm] → (activation → Dense) × branch
+    layers, then [norm] → activation → the logits; the same kernels as the plain network of
+    these hidden units, and a normalization layer's 2 (layer) or 4 (batch) values per unit."""
+    params = RESIDUAL.model_copy(update=update)
+    model = build("he_normal", params)
+    norm = [blocks[0]] if update.get("normalization") else []
+    names = [type(layer).__name__ for layer in model.layers]
+    assert names == ["InputLayer", "Flatten", "Dense", *blocks, *norm, "Activation", "Dense"]
+    assert model.layers[2].activation.__name__ == "linear"  # the projection
+    plain = build("he_normal", PARAMS.model_copy(update={"hidden_units": [32] * 5, "dropout": 0.0}))
+    assert model.count_params() == plain.count_params() + extra_parameters == 784 * 32 + 32 + 4 * (32 * 32 + 32) + 330 \
+        + extra_parameters
+    assert [layer.name for layer in branch_ends(model)] == [layer.name for layer in kernel_layers(model)[
+        params.branch_layers::params.branch_layers]][:4 // params.branch_layers]
+
+
+def test_a_zero_initialized_branch_starts_as_the_identity() -> None:
+    """branch_scale 0 zeroes each branch's last kernel (and only that one): every block hands on
+    its input unchanged, so the network computes what its projection and output layer do."""
+    split = Split(np.random.default_rng(0).random((64, 28, 28, 1), dtype=np.float32), np.zeros(64, int),
+                  np.zeros((1, 28, 28, 1), np.float32), np.zeros(1, int))
+    params = RESIDUAL.model_copy(update={"branch_layers": 2, "branch_scale": 0.0})
+    model = initial_model(split, 10, params, init_spec("he_normal"), seed=0)
+    kernels = [np.asarray(layer.kernel) for layer in kernel_layers(model)]
+    assert [not k.any() for k in kernels] == [False, False, True, False, True, False]
+    streams = keras.Model(model.inputs, layer_outputs(model))([split.x_train])
+    projection = np.asarray(streams[0])
+    for stream in (streams[2], streams[4]):
+        np.testing.assert_array_equal(np.asarray(stream), projection)
+    logits = np.maximum(projection, 0) @ kernels[-1]
+    np.testing.assert_allclose(np.asarray(model([split.x_train])), logits, rtol=1e-5, atol=1e-5)
+    halved = initial_model(split, 10, params.model_copy(update={"branch_scale": 0.5}), init_spec("he_normal"), 0)
+    full = initial_model(split, 10, params.model_copy(update={"branch_scale": 1.0}), init_spec("he_normal"), 0)
+    for a, b in zip(kernel_layers(halved), kernel_layers(full)):
+        scale = 0.5 if a in branch_ends(halved) else 1.0
+        np.testing.assert_array_equal(np.asarray(a.kernel), scale * np.asarray(b.kernel))

@@ -57,7 +57,7 @@ def test_unknown_initializer_suggests_the_closest_name() -> None:
         ("train__learning_rate", True, "train.learning_rate = True: Input should be a number, not true or false"),
         ("train__learning_rate", float("inf"), "train.learning_rate = inf: Input should be a finite number"),
         ("networks__mlp", {"hidden_units": [256, 128], "dropout": True}, "networks.mlp.dropout = True: Input should be a number, not true or false"),
-        ("networks__mlp", {"hidden_units": [256, 128], "batch_norm": 1}, "networks.mlp.batch_norm = 1: Input should be a valid boolean"),
+        ("networks__mlp", {"hidden_units": [256, 128], "normalization": "group"}, "networks.mlp.normalization = 'group': Input should be 'none', 'batch' or 'layer'"),
         ("train__nesterov", "yes", "train.nesterov = 'yes': Input should be a valid boolean"),
         ("study__seeds", [0, True], "study.seeds[1] = True: Input should be a valid integer"),
         ("networks__mlp", {"hidden_units": [256, 128], "dropout": 1.0}, "networks.mlp.dropout = 1.0: Input should be less than 1"),
@@ -204,7 +204,7 @@ def test_a_network_is_a_layer_list_or_width_times_depth_with_defaults() -> None:
     raw["networks"]["deep"] = {"hidden_units": {"width": 16, "depth": 5}, "activation": "tanh"}
     network = parse_params(raw).networks["deep"]
     assert network.hidden_units == [16] * 5 and network.activation == "tanh"
-    assert (network.family, network.dropout, network.batch_norm, network.bias_initializer.name) == ("mlp", 0, False, "zeros")
+    assert (network.family, network.dropout, network.normalization, network.residual, network.bias_initializer.name) == ("mlp", 0, "none", False, "zeros")
     for value, message in [({"width": 16, "depth": 0}, "depth = 0: a whole number of hidden layers from 1 to 1000"),
                            ({"width": 16}, "a list of layer sizes, or {width: <units>, depth: <layers>}"),
                            ({"width": 0, "depth": 2}, "networks.deep.hidden_units")]:

@@ -22,7 +22,7 @@ def test_a_cnn_study_on_cifar10_with_sgd_and_initializer_arguments(tmp_path: Pat
         tmp_path / "repo", mirror=serve(mirror),
         data={"name": "cifar10", "checksums": checksums(mirror)},
         study={"networks": ["cnn"], "initializers": LABELS, "seeds": [0]},
-        networks={"cnn": {"family": "cnn", "conv_filters": [4], "batch_norm": True, "hidden_units": [16], "dropout": 0.1}},
+        networks={"cnn": {"family": "cnn", "conv_filters": [4], "normalization": "batch", "hidden_units": [16], "dropout": 0.1}},
         train={"optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True,
                "batch_size": 32, "epochs": 2},
         diagnostics={"batch_size": 64},

@@ -16,7 +16,7 @@ from threadpoolctl import ThreadpoolController
 
 from initstudy.datasets import Split
 from initstudy.errors import StudyError
-from initstudy.models import build_model, kernel_layers
+from initstudy.models import branch_ends, build_model, kernel_layers
 from initstudy.params import InitSpec, LSUVInit, ModelParams, TorchDefaultInit
 
 # The BLAS libraries loaded with Keras (NumPy's and SciPy's OpenBLAS, whose LAPACK the
@@ -57,7 +57,8 @@ def torch_biases(model: keras.Model) -> None:
 
 
 def initial_model(split: Split, n_classes: int, model: ModelParams, spec: InitSpec, seed: int) -> keras.Model:
-    """The network exactly as a run starts training: the same seed, calls and weights every time.
+    """The network exactly as a run starts training: the same seed, calls and weights every time;
+    a residual branch's last kernel scaled by `branch_scale` once every kernel is set.
 
     The kernels are drawn with one BLAS thread: the QR behind `orthogonal` (and LSUV's
     start) runs in LAPACK, whose blocked algorithm rounds differently with each thread
@@ -71,4 +72,7 @@ def initial_model(split: Split, n_classes: int, model: ModelParams, spec: InitSp
             torch_biases(network)
     if isinstance(spec, LSUVInit):
         lsuv(network, split.x_train[: spec.batch_size], spec)
+    if model.branch_scale != 1:
+        for layer in branch_ends(network):
+            layer.kernel.assign(np.asarray(layer.kernel) * np.float32(model.branch_scale))
     return network

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 
 from initstudy.params import InitSpec, ModelParams
+
+SKIP = "_plus_skip"  # the Add layer that ends a residual branch is named after its last kernel layer
 
 
 def keras_initializer(spec: InitSpec) -> keras.initializers.Initializer:
@@ -33,36 +37,80 @@ def kernel_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return [layer for layer in model.layers if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
 
 
+def branch_ends(model: keras.Model) -> list[keras.layers.Layer]:
+    """The last kernel layer of each residual branch, input to output (none in a plain network)."""
+    names = {layer.name for layer in model.layers}
+    return [layer for layer in kernel_layers(model) if layer.name + SKIP in names]
+
+
+def layer_outputs(model: keras.Model) -> list[keras.KerasTensor]:
+    """What each kernel layer hands on: its output, or where it ends a residual branch, the
+    stream after the skip connection adds the branch to it."""
+    names = {layer.name for layer in model.layers}
+    return [model.get_layer(layer.name + SKIP).output if layer.name + SKIP in names else layer.output
+            for layer in kernel_layers(model)]
+
+
+def _normalization(kind: str) -> list[keras.layers.Layer]:
+    return {"none": [], "batch": [keras.layers.BatchNormalization()],
+            "layer": [keras.layers.LayerNormalization()]}[kind]
+
+
+def _residual_stack(h: keras.KerasTensor, params: ModelParams,
+                    dense: Callable[[int], keras.layers.Dense]) -> keras.KerasTensor:
+    """The hidden layers of a residual mlp: a linear projection to the width, then blocks
+    h + f(h), f = [normalization] → (activation → Dense) × branch_layers [→ Dropout]
+    (pre-activation, He et al. 2016), then [normalization] → activation for the logits."""
+    h = dense(params.hidden_units[0])(h)
+    units = params.hidden_units[1:]
+    for start in range(0, len(units), params.branch_layers):
+        branch = h
+        for layer in _normalization(params.normalization):
+            branch = layer(branch)
+        for width in units[start:start + params.branch_layers]:
+            last = dense(width)
+            branch = last(keras.layers.Activation(params.activation)(branch))
+        if params.dropout:
+            branch = keras.layers.Dropout(params.dropout)(branch)
+        h = keras.layers.Add(name=last.name + SKIP)([h, branch])
+    for layer in _normalization(params.normalization):
+        h = layer(h)
+    return keras.layers.Activation(params.activation)(h)
+
+
 def build_model(
     input_shape: tuple[int, ...], n_classes: int, params: ModelParams, kernel: InitSpec
 ) -> keras.Model:
     """The study's network; every Dense and Conv2D kernel gets a fresh initializer from `kernel`.
 
-    mlp: Flatten → (Dense → BatchNormalization if batch_norm → Dropout if dropout) per hidden
-    size → Dense with one logit per class (the softmax is in `study_loss`).
-    cnn: (Conv2D 3×3 → BatchNormalization if batch_norm → MaxPooling 2×2 → Dropout) per conv
-    filter count, then Flatten → (Dense → Dropout) per hidden size → the logits.
+    mlp: Flatten → (Dense → normalization → Dropout if dropout) per hidden size → Dense with
+    one logit per class (the softmax is in `study_loss`); a residual mlp: `_residual_stack`.
+    cnn: (Conv2D 3×3 → normalization → MaxPooling 2×2 → Dropout) per conv filter count,
+    then Flatten → (Dense → Dropout) per hidden size → the logits.
     """
 
     def initializers() -> dict[str, keras.initializers.Initializer]:
         return dict(kernel_initializer=keras_initializer(kernel),
                     bias_initializer=keras_initializer(params.bias_initializer))
 
+    if params.residual:
+        inputs = keras.Input(input_shape)
+        hidden = _residual_stack(keras.layers.Flatten()(inputs), params,
+                                 lambda units: keras.layers.Dense(units, **initializers()))
+        return keras.Model(inputs, keras.layers.Dense(n_classes, **initializers())(hidden), name="residual_mlp")
     layers: list[keras.layers.Layer] = [keras.Input(input_shape)]
     if params.family == "cnn":
         for filters in params.conv_filters:
             layers.append(keras.layers.Conv2D(filters, 3, padding="same", activation=params.activation,
                                               **initializers()))
-            if params.batch_norm:
-                layers.append(keras.layers.BatchNormalization())
-            layers.append(keras.layers.MaxPooling2D(2))
+            layers += [*_normalization(params.normalization), keras.layers.MaxPooling2D(2)]
             if params.dropout:
                 layers.append(keras.layers.Dropout(params.dropout))
     layers.append(keras.layers.Flatten())
     for units in params.hidden_units:
         layers.append(keras.layers.Dense(units, activation=params.activation, **initializers()))
-        if params.batch_norm and params.family == "mlp":
-            layers.append(keras.layers.BatchNormalization())
+        if params.family == "mlp":
+            layers += _normalization(params.normalization)
         if params.dropout:
             layers.append(keras.layers.Dropout(params.dropout))
     layers.append(keras.layers.Dense(n_classes, **initializers()))

@@ -42,18 +42,42 @@ def gaussian_moments(activation: str, variance: float) -> tuple[float, float]:
 
 
 def predicted_std(
-    input_mean_square: float, fan_ins: list[int], kernel_mean_squares: list[float], activation: str
+    input_mean_square: float, fan_ins: list[int], kernel_mean_squares: list[float], activation: str,
+    normalized: bool = False, branch_layers: int | None = None,
 ) -> list[float]:
-    """The std of each Dense layer's outputs that the variance argument predicts from the
-    input's mean square and each kernel's fan-in and mean square weight (the last layer
-    is linear: the logits)."""
-    mean_square, stds = input_mean_square, []
-    for index, (fan_in, weight) in enumerate(zip(fan_ins, kernel_mean_squares)):
-        variance = fan_in * weight * mean_square
-        phi = activation if index < len(fan_ins) - 1 else "linear"
-        mean, mean_square = gaussian_moments(phi, variance)
-        stds.append(math.sqrt(max(mean_square - mean**2, 0.0)))
-    return stds
+    """The std of what each Dense layer hands on that the variance argument predicts from the
+    input's mean square and each kernel's fan-in and mean square weight (the last layer is
+    linear: the logits). `normalized`: the normalization layers (batch norm as in training, or
+    layer norm) give the next Dense layer inputs of mean square 1.
+
+    `branch_layers` (a residual mlp, models._residual_stack): the first layer projects the input
+    linearly, to a stream of variance q; each block adds a branch of `branch_layers` layers fed
+    φ(q) (or φ(1) if normalized), so that q ← q + v(q), and a branch's last layer hands on the
+    stream. For ReLU and He kernels v(q) = q without normalization: q doubles with every block;
+    with it v = 1 and q grows by one per block, linearly (De & Smith 2020).
+    """
+    if branch_layers is None:
+        mean_square, stds = input_mean_square, []
+        for index, (fan_in, weight) in enumerate(zip(fan_ins, kernel_mean_squares)):
+            phi = activation if index < len(fan_ins) - 1 else "linear"
+            mean, mean_square = gaussian_moments(phi, fan_in * weight * mean_square)
+            stds.append(math.sqrt(max(mean_square - mean**2, 0.0)))
+            if normalized:
+                mean_square = 1.0
+        return stds
+    stream = fan_ins[0] * kernel_mean_squares[0] * input_mean_square
+    stds = [math.sqrt(stream)]
+    layers = list(zip(fan_ins[1:], kernel_mean_squares[1:]))
+    for start in range(0, len(layers) - 1, branch_layers):
+        variance = 1.0 if normalized else stream
+        for index, (fan_in, weight) in enumerate(layers[start:start + branch_layers]):
+            variance = fan_in * weight * gaussian_moments(activation, variance)[1]
+            if index < branch_layers - 1:
+                stds.append(math.sqrt(variance))
+        stream += variance
+        stds.append(math.sqrt(stream))
+    fan_in, weight = layers[-1]
+    return stds + [math.sqrt(fan_in * weight * gaussian_moments(activation, 1.0 if normalized else stream)[1])]
 
 
 # Mean-field signal propagation (Poole et al. 2016; Schoenholz et al. 2017, "Deep Information

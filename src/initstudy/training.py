@@ -29,7 +29,7 @@ from initstudy.diagnostics import LayerProbe
 from initstudy.initialization import initial_model
 from initstudy.models import study_loss
 from initstudy.numerics import cpu_model, environment
-from initstudy.params import Params, ProbeParams, TrainParams
+from initstudy.params import ModelParams, Params, ProbeParams, TrainParams
 from initstudy.timings import RunClock
 
 
@@ -71,10 +71,10 @@ class ProbeLogger(keras.callbacks.Callback):
         return table[["epoch", *[c for c in table if c != "epoch"]]]
 
 
-def probe_logger(model: keras.Model, split: Split, activation: str, probes: ProbeParams) -> ProbeLogger:
+def probe_logger(model: keras.Model, split: Split, network: ModelParams, probes: ProbeParams) -> ProbeLogger:
     """The probe of a run on its first `probes.batch_size` training samples."""
     x, y = split.x_train[: probes.batch_size], split.y_train[: probes.batch_size]
-    return ProbeLogger(LayerProbe(model, x, y, activation), probes.epochs)
+    return ProbeLogger(LayerProbe(model, x, y, network), probes.epochs)
 
 
 def compile_model(model: keras.Model, train: TrainParams, steps_per_epoch: int) -> None:
@@ -210,7 +210,7 @@ def train_run(
     initial_val_loss = initial_loss(model, split)  # where the divergence test starts from
     clock.mark("initial_loss")
     timer = EpochTimer()
-    probes = [probe_logger(model, split, architecture.activation, params.probes)] if params.probes.epochs else []
+    probes = [probe_logger(model, split, architecture, params.probes)] if params.probes.epochs else []
     history = model.fit(
         split.x_train,
         split.y_train,

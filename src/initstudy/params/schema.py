@@ -227,7 +227,16 @@ class ModelParams(_Section):
     activation: Literal["relu", "tanh", "sigmoid", "selu", "elu", "gelu"] = Field(
         "relu", description="the hidden layers' activation")
     dropout: Real = Field(0.0, ge=0, lt=1, description="dropout rate after each hidden layer (and conv block)")
-    batch_norm: StrictBool = Field(False, description="batch normalization after each hidden layer's activation")
+    normalization: Literal["none", "batch", "layer"] = Field("none", description=(
+        "batch or layer normalization after each hidden layer's activation (and conv block); in a residual "
+        "mlp at the start of each branch and before the logits"))
+    residual: StrictBool = Field(False, description=(
+        "an mlp whose first hidden layer projects the input linearly, and whose further hidden layers form "
+        "blocks h + f(h), f = [normalization] → (activation → Dense) × branch_layers"))
+    branch_layers: Literal[1, 2] = Field(1, description="Dense layers per residual branch")
+    branch_scale: Real = Field(1.0, ge=0, le=MAX_WEIGHT, description=(
+        "the last kernel of each residual branch, as initialized (after LSUV), times this: 0 starts each "
+        "block as the identity (SkipInit, Fixup)"))
     bias_initializer: InitSpec = Field("zeros", validate_default=True, description=(
         "how the biases start: an initializer spec as under `initializers`, not a matrix one"))
 
@@ -252,6 +261,25 @@ class ModelParams(_Section):
             raise ValueError("conv_filters: a cnn needs at least one convolution block")
         if self.family == "mlp" and self.conv_filters:
             raise ValueError("conv_filters: an mlp has no convolutions; set family: cnn, or remove conv_filters")
+        return self
+
+    @model_validator(mode="after")
+    def _residual_blocks(self) -> ModelParams:
+        if not self.residual:
+            extra = sorted({"branch_layers", "branch_scale"} & self.model_fields_set)
+            if extra:
+                raise ValueError(f"{', '.join(extra)}: only for a residual mlp; set residual: true, or remove them")
+            return self
+        if self.family != "mlp":
+            raise ValueError("residual: residual blocks are dense layers; a cnn has none (set family: mlp)")
+        units, branch = self.hidden_units, self.branch_layers
+        if len(set(units)) > 1:
+            raise ValueError(f"hidden_units: a residual mlp adds each branch to its input, so every hidden layer "
+                             f"has the same width; not {units}")
+        if len(units) < 1 + branch or (len(units) - 1) % branch:
+            raise ValueError(f"hidden_units: a residual mlp has one projection layer, then blocks of branch_layers "
+                             f"= {branch}: 1 + a multiple of {branch} hidden layers (at least {1 + branch}); "
+                             f"not {len(units)}")
         return self
 
 
