@@ -106,3 +106,28 @@ def test_conv_layers_are_measured_per_channel() -> None:
     assert rows.units.tolist() == [4, 8, 16, 10]
     assert (rows.gradient_norm > 0).all()
     assert report("zeros", cnn).inactive_fraction.iloc[:3].eq(1).all()  # every channel and unit silent
+
+
+@pytest.mark.parametrize(("normalization", "each", "median"), [("none", 0.7, 0.3), ("batch", 0.1, 0.05)])
+def test_the_residual_recursion_follows_a_measured_deep_residual_network(normalization: str, each: float,
+                                                                         median: float) -> None:
+    """1 + 16 blocks of width 256, He. The recursion predicts the variance's expectation over
+    the weights; a network of finite width draws each block's factor at random, and the errors
+    compound over the blocks. Without normalization the measured std of the stream after each
+    block stays within a factor e^0.7 (2) of the prediction in each of 3 seeds, and within
+    e^0.3 in their median, after variances that double 16 times (65,536×); with batch norm,
+    within e^0.1 and e^0.05. The prediction itself (from the drawn kernels): each block
+    doubles the stream's variance, or adds 1 to it with normalized branches."""
+    params = RELU.model_copy(update={"hidden_units": [256] * 17, "residual": True, "normalization": normalization,
+                                     "dropout": 0.0})
+    errors = []
+    for seed in range(3):
+        layers = report("he_normal", params, seed).iloc[:-1]  # the stream, not the 10 logits
+        errors.append(np.abs(np.log(layers.activation_std / layers.predicted_std)).to_numpy())
+        variance = np.square(layers.predicted_std.to_numpy())
+        if normalization == "none":
+            np.testing.assert_allclose(variance[1:] / variance[:-1], 2, rtol=0.05)
+        else:
+            np.testing.assert_allclose(np.diff(variance), 1, rtol=0.05)
+    np.testing.assert_array_less(np.max(errors, axis=0), each)
+    np.testing.assert_array_less(np.median(errors, axis=0), median)

@@ -100,3 +100,25 @@ def test_the_bias_variance_of_a_catalogue_entry() -> None:
     assert theory.bias_variance(init_spec({"name": "random_normal", "stddev": 0.2}), None, 128) == pytest.approx(0.04)
     assert theory.bias_variance(init_spec("zeros"), init_spec("torch_default"), 128) == pytest.approx(1 / 384)
     assert theory.bias_variance(init_spec("ones"), None, 128) is None
+
+
+def test_the_residual_recursion_adds_each_branch_to_the_stream() -> None:
+    """He kernels on ReLU: a branch hands on v(q) = q, so the stream's variance doubles with every
+    block (2 after the projection of a unit input, then 4, 8, …); normalized branches add
+    v(1) = 1 each, linear growth; zeroed branches add nothing. The logits' variance is the
+    stream's, as the output layer is He too."""
+    width, he, blocks = 128, 2 / 128, 16
+    kernels = [width] * (blocks + 2)
+
+    def variances(**kwargs) -> np.ndarray:
+        return np.square(theory.predicted_std(1.0, kernels, [he] * (blocks + 2), "relu", **kwargs))
+
+    np.testing.assert_allclose(variances(branch_layers=1), [2.0 ** (b + 1) for b in range(blocks + 1)] + [2.0**17],
+                               rtol=1e-9)
+    np.testing.assert_allclose(variances(branch_layers=1, normalized=True),
+                               [2.0 + b for b in range(blocks + 1)] + [1.0], rtol=1e-9)
+    two = variances(branch_layers=2)  # 8 blocks of 2 layers: the inner layer's output, then the stream
+    np.testing.assert_allclose(two[2:-1:2], [2.0 ** (b + 2) for b in range(blocks // 2)], rtol=1e-9)
+    np.testing.assert_allclose(two[1:-1:2], [2.0 ** (b + 1) for b in range(blocks // 2)], rtol=1e-9)
+    zeroed = np.square(theory.predicted_std(1.0, kernels, [he] + [0.0] * blocks + [he], "relu", branch_layers=1))
+    np.testing.assert_allclose(zeroed, [2.0] * (blocks + 1) + [2.0], rtol=1e-9)

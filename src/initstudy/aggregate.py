@@ -319,6 +319,33 @@ def variances(networks: dict[str, ModelParams], initializers: dict[str, InitSpec
     return pd.DataFrame(rows, columns=["network", "initializer", "weight_variance", "bias_variance"])
 
 
+def _spread_of_means(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+    means = np.stack([np.mean(sample, axis=axis) for sample in samples])
+    return means.max(axis=0) - means.min(axis=0)
+
+
+def initializer_spread(runs: pd.DataFrame, trains_above: float) -> dict[str, Any]:
+    """Does the initializer matter on this network? Per network: the spread of the initializers'
+    mean final val accuracy over seeds (the best mean minus the worst), its 95% interval (a
+    percentile bootstrap over each initializer's seeds, with a fixed generator), the best and
+    worst initializer, and those whose mean does not exceed `trains_above` ("fail"). Every run
+    counts, a diverged one at the accuracy it ended with."""
+    result: dict[str, Any] = {}
+    for network, group in runs.groupby("network", sort=False):
+        per_init = {name: g.final_val_accuracy.to_numpy(float) for name, g in group.groupby("initializer", sort=False)}
+        means = pd.Series({name: values.mean() for name, values in per_init.items()})
+        low = high = math.nan
+        if len(per_init) > 1 and all(len(values) > 1 for values in per_init.values()):
+            with np.errstate(all="ignore"):
+                interval = stats.bootstrap(list(per_init.values()), _spread_of_means, n_resamples=9999,
+                                           method="percentile", rng=np.random.default_rng(0)).confidence_interval
+            low, high = interval.low, interval.high
+        result[network] = {"spread": means.max() - means.min(), "ci95_low": low, "ci95_high": high,
+                           "best": means.idxmax(), "worst": means.idxmin(),
+                           "fail": [name for name, mean in means.items() if not mean > trains_above]}
+    return _finite(result)
+
+
 def phase_diagram(networks: pd.DataFrame, trains_above: float) -> dict[str, Any]:
     """Theory against measurement, per activation whose study varies both depth and σ_w²: each
     (network, initializer) "trains" if its mean final val accuracy is above `trains_above`, and
@@ -444,6 +471,17 @@ def _depth_table(table: pd.DataFrame) -> str:
     return cells.pivot(index="initializer", columns="network", values="cell")[order].to_markdown()
 
 
+def _spread_table(spread: dict[str, Any]) -> str:
+    """The initializer_spread of every network, as markdown."""
+    rows = [{"network": network, "spread of the mean final val accuracy (95% CI)":
+             f"{e['spread']:.3f}" + (f" ({e['ci95_low']:.3f}–{e['ci95_high']:.3f})" if "ci95_low" in e else ""),
+             "best": e["best"], "worst": e["worst"], "fail": ", ".join(e["fail"]) or "none"}
+            for network, e in spread.items()]
+    return ("Best minus worst initializer's mean over seeds; the interval is a percentile bootstrap over each "
+            "initializer's seeds. Fail: a mean final val accuracy not above analysis.trains_above.\n\n"
+            + pd.DataFrame(rows).to_markdown(index=False) + "\n")
+
+
 def results_table(summary: dict[str, Any], networks: pd.DataFrame, target: float, reference: str) -> str:
     """The summary as markdown: per network the ranking and analyses; with several networks,
     first the phase diagrams if any, then the final accuracy of every initializer on every
@@ -453,6 +491,9 @@ def results_table(summary: dict[str, Any], networks: pd.DataFrame, target: float
         return _network_tables(next(iter(per_network.values())), target, reference, "###")
     parts = [f"### Phase diagram, {activation}: theory against measurement\n\n{_phase_table(activation, entry, networks)}\n"
              for activation, entry in summary.get("phase_diagram", {}).items()]
+    if "initializer_spread" in summary:
+        parts += ["### Does the initializer matter? Spread per network\n\n", _spread_table(summary["initializer_spread"]),
+                  "\n"]
     parts += ["### Final val accuracy on every network (mean over seeds, 95% CI)\n", _depth_table(networks), "\n"]
     for network, entry in per_network.items():
         parts += [f"\n### {network}\n\n", _network_tables(entry, target, reference, "####")]

@@ -251,13 +251,14 @@ def convergence(runs: pd.DataFrame, target: float, path: Path, dpi: int) -> None
 
 
 def init_layers(layers: pd.DataFrame, path: Path, dpi: int) -> None:
-    """At initialization, by layer, a row of panels per network: output std (dashed: what the
-    variance argument predicts), kernel gradient norm, inactive units; mean over seeds."""
+    """At initialization, by layer, a row of panels per network: the std of what each layer hands
+    on (dashed: what the variance argument predicts, and where it has nothing to say, a note
+    saying so), kernel gradient norm, inactive units; mean over seeds."""
     names = list(dict.fromkeys(layers.initializer))
     colors = label_colours(names)
     networks = list(dict.fromkeys(layers.network))
     means = layers.groupby(["network", "initializer", "layer"], sort=False).mean(numeric_only=True)
-    panels = [("activation_std", "std of the layer's outputs (dashed: predicted)", "log"),
+    panels = [("activation_std", "std of its output (residual: the stream; dashed: predicted)", "log"),
               ("gradient_norm", "norm of the loss gradient w.r.t. the kernel", "log"),
               ("inactive_fraction", "dead (ReLU) or saturated (tanh, sigmoid) units", "linear")]
     fig, axes = plt.subplots(len(networks), 3, figsize=(17, 1 + 3.6 * len(networks)), layout="constrained",
@@ -272,6 +273,9 @@ def init_layers(layers: pd.DataFrame, path: Path, dpi: int) -> None:
                 if column == "activation_std":
                     predicted = means.loc[(network, name), "predicted_std"].clip(lower=1e-8)
                     ax.plot(predicted.index, predicted, "--", color=colors[name], linewidth=1)
+            if column == "activation_std" and means.loc[network, "predicted_std"].isna().all():
+                ax.text(0.5, 0.95, "no prediction: the variance argument\ndoes not cover convolutions and pooling",
+                        transform=ax.transAxes, ha="center", va="top", fontsize="small")
             ax.set_yscale(scale)
             ax.set(title=f"{network}: {title}" if len(networks) > 1 else title)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -396,4 +400,32 @@ def phase(networks: pd.DataFrame, diagrams: dict[str, Any], path: Path, dpi: int
         fig.colorbar(mesh, ax=ax, label="final validation accuracy (mean over seeds)")
     fig.suptitle(f"Where a network can train: measurement (colour; trains = accuracy above "
                  f"{next(iter(diagrams.values()))['trains_above']:g}) and mean-field theory (lines)")
+    _save(fig, path, dpi)
+
+
+def spread(runs: pd.DataFrame, spreads: dict[str, Any], path: Path, dpi: int) -> None:
+    """Per network, each initializer's mean final val accuracy over its runs (diverged ones at
+    the accuracy they ended with), the range from worst to best, and the spread with its 95%
+    interval written above it: where the range is short, the initializer hardly matters."""
+    networks = list(spreads)
+    names = list(dict.fromkeys(runs.initializer))
+    colors = colours(names)
+    means = runs.groupby(["network", "initializer"]).final_val_accuracy.mean()
+    fig, ax = plt.subplots(figsize=(1.6 * len(networks) + 3.5, 5), layout="constrained")
+    offsets = np.linspace(-0.25, 0.25, len(names)) if len(names) > 1 else np.zeros(1)
+    for x, network in enumerate(networks):
+        entry = spreads[network]
+        values = means.loc[network]
+        ax.vlines(x, values.min(), values.max(), color="0.75", linewidth=10, zorder=1)
+        for offset, name in zip(offsets, names):
+            ax.plot(x + offset, values[name], "o", color=colors[name], markeredgecolor="black",
+                    markeredgewidth=0.4, label=name if x == 0 else None, zorder=2)
+        interval = f"\n({entry['ci95_low']:.2f}–{entry['ci95_high']:.2f})" if "ci95_low" in entry else ""
+        ax.annotate(f"{entry['spread']:.2f}{interval}", (x, 1.0), ha="center", va="bottom", fontsize="small")
+    ax.set_xticks(range(len(networks)), networks, rotation=20, ha="right")
+    ax.set(ylim=(0, 1.12), ylabel="mean final validation accuracy over seeds", xlim=(-0.6, len(networks) - 0.4))
+    ax.grid(axis="y", alpha=0.3)
+    fig.legend(fontsize="small", loc="outside right center")
+    fig.suptitle("Does the initializer matter? Each initializer's accuracy per network; above: the spread "
+                 "(best − worst, 95% CI)", fontsize="medium")
     _save(fig, path, dpi)

@@ -16,6 +16,7 @@ from initstudy.aggregate import (
     headline,
     load_runs,
     load_tables,
+    initializer_spread,
     phase_diagram,
     results_table,
     study_runs,
@@ -51,6 +52,7 @@ def main() -> None:
                               pd.read_csv(args.init))
     networks = across_networks(runs, params.networks)
     summary["phase_diagram"] = phase_diagram(networks, analysis.trains_above)
+    summary["initializer_spread"] = initializer_spread(runs, analysis.trains_above)
     write_text(args.out / "epochs.csv", converged_epochs(runs, epochs).to_csv(index=False))
     write_text(args.out / "runs.csv", runs.to_csv(index=False))
     write_text(args.out / "networks.csv", networks.to_csv(index=False))

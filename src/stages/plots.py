@@ -1,7 +1,8 @@
 """DVC stage `plots`: PNG comparison plots of the trained runs in <out>/comparison/, and the
 per-epoch table (with colours and zoom flags) that DVC's interactive plots draw. A plot the
 study has nothing to show in is left out: the depth plot without two depths, the probes
-without probes, the phase diagram without one, uniform vs normal without such a pair. With
+without probes, the phase diagram without one, uniform vs normal without such a pair, the
+spread of the initializers per network without several networks and initializers. With
 several networks, a label names the network and the initializer (`net · init`)."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from initstudy.plotting import (
     phase,
     probes,
     seeds,
+    spread,
     uniform_vs_normal,
 )
 
@@ -40,13 +42,14 @@ def main() -> None:
     dpi, target = params.plots.dpi, params.analysis.target_accuracy
     epochs = pd.read_csv(args.metrics / "epochs.csv")
     runs = pd.read_csv(args.metrics / "runs.csv")
-    summary = json.loads((args.metrics / "summary.json").read_text())["networks"]
+    whole = json.loads((args.metrics / "summary.json").read_text())
+    summary = whole["networks"]
     several = len(summary) > 1
     entries = {(f"{network}{SEPARATOR}{name}" if several else name): entry
                for network, per_network in summary.items() for name, entry in per_network["initializers"].items()}
     families = list(dict.fromkeys(f for per_network in summary.values() for f in per_network["uniform_vs_normal"]))
     networks = pd.read_csv(args.metrics / "networks.csv")
-    diagrams = json.loads((args.metrics / "summary.json").read_text()).get("phase_diagram", {})
+    diagrams, spreads = whole.get("phase_diagram", {}), whole.get("initializer_spread", {})
     table = pd.read_csv(args.metrics / "probes.csv")
     first = epochs[epochs.network == next(iter(summary))]
     pairs = [f for f in families if {f"{f}_uniform", f"{f}_normal"} <= set(first.initializer)]
@@ -65,6 +68,8 @@ def main() -> None:
             phase(networks, diagrams, report / "phase.png", dpi)
         if not table.empty:
             probes(table, report / "probes.png", dpi)
+        if spreads and several and runs.initializer.nunique() > 1:
+            spread(runs, spreads, report / "spread.png", dpi)
 
     write_text(args.out / "curves.csv", curve_data(epochs).to_csv(index=False))
     write_folder(args.out / "comparison", draw)

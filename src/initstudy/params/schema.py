@@ -336,8 +336,8 @@ class AnalysisParams(_Section):
     target_accuracy: Real = Field(gt=0, le=1, description="the validation accuracy `epochs_to_target` counts up to")
     reference: str = Field(description="the initializer the others are tested against (Welch's t-test); one of "
                                        "study.initializers")
-    trains_above: Real = Field(gt=0, lt=1, description="the phase diagram's \"trains\": a mean final validation "
-                                                       "accuracy above this")
+    trains_above: Real = Field(gt=0, lt=1, description="\"trains\" in the phase diagram and the spread per network: "
+                                                       "a mean final validation accuracy above this")
 
 
 class Params(_Section):
