@@ -15,6 +15,7 @@ from initstudy.aggregate import (
     analyze_runs,
     converged_epochs,
     headline,
+    initializer_spread,
     load_runs,
     results_table,
     summarize,
@@ -239,3 +240,23 @@ def test_load_runs_reads_each_run_and_numbers_epochs_from_one(tmp_path: Path) ->
 def test_a_missing_run_says_how_to_make_it(tmp_path: Path) -> None:
     with pytest.raises(StudyError, match="mlp-zeros-0/metrics.json is missing: run `dvc repro`"):
         load_runs(tmp_path, [("mlp", "zeros", 0)])
+
+
+def test_the_spread_per_network_is_best_minus_worst_mean_with_a_bootstrap_interval() -> None:
+    runs, _, _ = two_networks()
+    spread = initializer_spread(runs, trains_above=0.5)
+    mlp, deep = spread["mlp"], spread["deep"]
+    assert mlp["spread"] == pytest.approx((0.97 + 0.99) / 2 - 0.1135)  # he_normal's mean − zeros'
+    assert (mlp["best"], mlp["worst"], mlp["fail"]) == ("he_normal", "zeros", "zeros, ones")  # ones: 0.5 is not above
+    assert deep["best"] == "he_uniform" and deep["spread"] == pytest.approx(0.97 - 0.1135)
+    assert "ci95_low" not in mlp  # ones has one run with an accuracy: no interval
+    both = runs[runs.initializer.isin(["he_normal", "he_uniform"])]
+    interval = initializer_spread(both, trains_above=0.5)["mlp"]
+    assert interval["fail"] == "none"
+    assert interval["spread"] == pytest.approx(0.01)
+    assert 0 <= interval["ci95_low"] <= interval["spread"] <= interval["ci95_high"]
+    assert interval == initializer_spread(both, trains_above=0.5)["mlp"]  # a fixed generator: the same bytes
+    networks = across_networks(runs, {"mlp": ModelParams(hidden_units=[8]), "deep": ModelParams(hidden_units=[8] * 3)})
+    table = results_table(two_networks()[2] | {"initializer_spread": spread}, networks, TARGET, "he_normal")
+    assert "### Does the initializer matter? Spread per network" in table
+    assert "0.856 | he_uniform | zeros   | zeros, ones |" in table

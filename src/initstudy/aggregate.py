@@ -328,10 +328,11 @@ def initializer_spread(runs: pd.DataFrame, trains_above: float) -> dict[str, Any
     """Does the initializer matter on this network? Per network: the spread of the initializers'
     mean final val accuracy over seeds (the best mean minus the worst), its 95% interval (a
     percentile bootstrap over each initializer's seeds, with a fixed generator), the best and
-    worst initializer, and those whose mean does not exceed `trains_above` ("fail"). Every run
-    counts, a diverged one at the accuracy it ended with."""
+    worst initializer, and those whose mean does not exceed `trains_above` ("fail", a text, as
+    DVC's metrics drop lists). Every run with an accuracy counts, a diverged one at the accuracy
+    it ended with."""
     result: dict[str, Any] = {}
-    for network, group in runs.groupby("network", sort=False):
+    for network, group in runs.dropna(subset=["final_val_accuracy"]).groupby("network", sort=False):
         per_init = {name: g.final_val_accuracy.to_numpy(float) for name, g in group.groupby("initializer", sort=False)}
         means = pd.Series({name: values.mean() for name, values in per_init.items()})
         low = high = math.nan
@@ -342,7 +343,7 @@ def initializer_spread(runs: pd.DataFrame, trains_above: float) -> dict[str, Any
             low, high = interval.low, interval.high
         result[network] = {"spread": means.max() - means.min(), "ci95_low": low, "ci95_high": high,
                            "best": means.idxmax(), "worst": means.idxmin(),
-                           "fail": [name for name, mean in means.items() if not mean > trains_above]}
+                           "fail": ", ".join(name for name, mean in means.items() if not mean > trains_above) or "none"}
     return _finite(result)
 
 
@@ -475,7 +476,7 @@ def _spread_table(spread: dict[str, Any]) -> str:
     """The initializer_spread of every network, as markdown."""
     rows = [{"network": network, "spread of the mean final val accuracy (95% CI)":
              f"{e['spread']:.3f}" + (f" ({e['ci95_low']:.3f}–{e['ci95_high']:.3f})" if "ci95_low" in e else ""),
-             "best": e["best"], "worst": e["worst"], "fail": ", ".join(e["fail"]) or "none"}
+             "best": e["best"], "worst": e["worst"], "fail": e["fail"]}
             for network, e in spread.items()]
     return ("Best minus worst initializer's mean over seeds; the interval is a percentile bootstrap over each "
             "initializer's seeds. Fail: a mean final val accuracy not above analysis.trains_above.\n\n"
