@@ -468,7 +468,7 @@ def _depth_table(table: pd.DataFrame) -> str:
         f"{r.final_val_accuracy:.3f}" + ("" if math.isnan(r.ci95_low) else f" ({r.ci95_low:.3f}–{r.ci95_high:.3f})")
         + (f", {r.diverged} diverged" if r.diverged else "")
         for r in table.itertuples()])
-    order = table.sort_values(["activation", "depth"]).network.unique()
+    order = table.sort_values(["activation", "depth"], kind="stable").network.unique()
     return cells.pivot(index="initializer", columns="network", values="cell")[order].to_markdown()
 
 

@@ -314,13 +314,15 @@ def depth(networks: pd.DataFrame, target: float, path: Path, dpi: int) -> None:
 
 
 def probes(table: pd.DataFrame, path: Path, dpi: int) -> None:
-    """During training, for the deepest network of each activation: a panel per initializer of
-    each layer's output std and kernel gradient norm, a line per probed epoch (mean over seeds)."""
+    """During training, for the deepest networks: a panel per initializer of each layer's output
+    std and kernel gradient norm, a line per probed epoch (mean over the seeds probed then; a
+    diverged run stops before its later probes)."""
     deepest = table.groupby("network").layer.max()
     names = list(dict.fromkeys(table.initializer))
     rows = [(network, measure) for network in deepest.index if deepest[network] == deepest.max()
             for measure in ("activation_std", "gradient_norm")]
     means = table.groupby(["network", "initializer", "epoch", "layer"]).mean(numeric_only=True)
+    probed = set(zip(table.network, table.initializer, table.epoch))
     epochs = sorted(table.epoch.unique())
     shades = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(epochs)))
     fig, axes = plt.subplots(len(rows), len(names), figsize=(3.2 * len(names) + 1.5, 2.8 * len(rows) + 0.8),
@@ -328,6 +330,8 @@ def probes(table: pd.DataFrame, path: Path, dpi: int) -> None:
     for (network, measure), row in zip(rows, axes):
         for ax, name in zip(row, names):
             for epoch, shade in zip(epochs, shades):
+                if (network, name, epoch) not in probed:  # every run stopped before it: diverged
+                    continue
                 curve = means.loc[(network, name, epoch), measure].clip(lower=1e-12)
                 ax.plot(curve.index, curve, color=shade, label=f"epoch {epoch}")
             ax.set_yscale("log")
