@@ -258,9 +258,9 @@ def init_layers(layers: pd.DataFrame, path: Path, dpi: int) -> None:
     colors = label_colours(names)
     networks = list(dict.fromkeys(layers.network))
     means = layers.groupby(["network", "initializer", "layer"], sort=False).mean(numeric_only=True)
-    panels = [("activation_std", "std of its output (residual: the stream; dashed: predicted)", "log"),
-              ("gradient_norm", "norm of the loss gradient w.r.t. the kernel", "log"),
-              ("inactive_fraction", "dead (ReLU) or saturated (tanh, sigmoid) units", "linear")]
+    panels = [("activation_std", "output std (dashed: predicted)", "log"),
+              ("gradient_norm", "kernel's gradient norm", "log"),
+              ("inactive_fraction", "dead or saturated units", "linear")]
     fig, axes = plt.subplots(len(networks), 3, figsize=(17, 1 + 3.6 * len(networks)), layout="constrained",
                              squeeze=False)
     for row, network in zip(axes, networks):
@@ -282,7 +282,9 @@ def init_layers(layers: pd.DataFrame, path: Path, dpi: int) -> None:
             ax.grid(alpha=0.3)
     fig.supxlabel("Dense or Conv2D layer, input to output (last: output)")
     fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize="small", loc="outside right center")
-    fig.suptitle("The networks at initialization, on one batch of training data (values ≤ 1e-8 drawn at 1e-8)")
+    fig.suptitle("The networks at initialization, on one batch of training data: the std of each layer's output "
+                 "(of a residual branch's last layer: the stream it is added to), the norm of the loss gradient "
+                 "w.r.t. its kernel,\nits dead (ReLU) or saturated (tanh, sigmoid) units; values ≤ 1e-8 drawn at 1e-8")
     _save(fig, path, dpi)
 
 
