@@ -151,7 +151,7 @@ def test_a_zero_initialized_branch_starts_as_the_identity() -> None:
     for stream in (streams[2], streams[4]):
         np.testing.assert_array_equal(np.asarray(stream), projection)
     logits = np.maximum(projection, 0) @ kernels[-1]
-    np.testing.assert_allclose(np.asarray(model([split.x_train])), logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(model(split.x_train)), logits, rtol=1e-5, atol=1e-5)
     halved = initial_model(split, 10, params.model_copy(update={"branch_scale": 0.5}), init_spec("he_normal"), 0)
     full = initial_model(split, 10, params.model_copy(update={"branch_scale": 1.0}), init_spec("he_normal"), 0)
     for a, b in zip(kernel_layers(halved), kernel_layers(full)):

@@ -117,8 +117,11 @@ def test_the_residual_recursion_adds_each_branch_to_the_stream() -> None:
                                rtol=1e-9)
     np.testing.assert_allclose(variances(branch_layers=1, normalized=True),
                                [2.0 + b for b in range(blocks + 1)] + [1.0], rtol=1e-9)
-    two = variances(branch_layers=2)  # 8 blocks of 2 layers: the inner layer's output, then the stream
+    # 8 blocks of 2 layers, n·w = 4 then 1: the inner layer hands on 4·q/2 = 2q, the second
+    # layer 1·2q/2 = q (fed the stream instead, it would give q/2), so the stream doubles
+    inner_outer = [he] + [2 * he, he / 2] * (blocks // 2) + [he]
+    two = np.square(theory.predicted_std(1.0, kernels, inner_outer, "relu", branch_layers=2))
     np.testing.assert_allclose(two[2:-1:2], [2.0 ** (b + 2) for b in range(blocks // 2)], rtol=1e-9)
-    np.testing.assert_allclose(two[1:-1:2], [2.0 ** (b + 1) for b in range(blocks // 2)], rtol=1e-9)
+    np.testing.assert_allclose(two[1:-1:2], [2.0 ** (b + 2) for b in range(blocks // 2)], rtol=1e-9)
     zeroed = np.square(theory.predicted_std(1.0, kernels, [he] + [0.0] * blocks + [he], "relu", branch_layers=1))
     np.testing.assert_allclose(zeroed, [2.0] * (blocks + 1) + [2.0], rtol=1e-9)

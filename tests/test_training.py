@@ -162,6 +162,24 @@ def test_train_stage_is_reproducible_on_each_backend(mnist_prepared: Path, tmp_p
         assert any(cache.iterdir())
 
 
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_probing_a_batch_norm_network_in_training_mode_changes_no_result(mnist_prepared: Path, tmp_path: Path,
+                                                                         backend: str) -> None:
+    """The probes run batch norm (and so dropout) in training mode; they must still leave the
+    moving averages and the dropout seeds alone, on either backend."""
+    runs = {}
+    for name, epochs in (("plain", []), ("probed", [0, 1])):
+        folder = write_params(tmp_path / name, data={"train_samples": 1000, "val_samples": 300},
+                              train={"epochs": 2, "backend": backend}, probes={"epochs": epochs, "batch_size": 64},
+                              networks={"mlp": {"hidden_units": [32, 16], "dropout": 0.2, "normalization": "batch"}})
+        result = run_stage(folder, "train", "--network", "mlp", "--initializer", "he_normal", "--seed", "1",
+                           "--data", str(mnist_prepared), "--out", "run", "--log", "log.json")
+        assert result.returncode == 0, result.stderr
+        runs[name] = folder / "run"
+    assert results(runs["plain"]) == results(runs["probed"])
+    assert len(pd.read_csv(runs["probed"] / "probes.csv")) == 2 * 3
+
+
 def test_a_jax_train_stage_never_imports_tensorflow(mnist_prepared: Path, tmp_path: Path) -> None:
     write_params(tmp_path, data={"train_samples": 500, "val_samples": 100}, train={"epochs": 1})
     probe = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "

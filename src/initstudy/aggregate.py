@@ -327,8 +327,9 @@ def _spread_of_means(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
 def initializer_spread(runs: pd.DataFrame, trains_above: float) -> dict[str, Any]:
     """Does the initializer matter on this network? Per network: the spread of the initializers'
     mean final val accuracy over seeds (the best mean minus the worst), its 95% interval (a
-    percentile bootstrap over each initializer's seeds, with a fixed generator), the best and
-    worst initializer, and those whose mean does not exceed `trains_above` ("fail", a text, as
+    percentile bootstrap over each initializer's seeds, with a fixed generator; it lies above 0
+    even where the initializers are alike, so read it against the seeds' own spread), the best
+    and worst initializer (ties listed together), and those whose mean does not exceed `trains_above` ("fail", a text, as
     DVC's metrics drop lists). Every run with an accuracy counts, a diverged one at the accuracy
     it ended with."""
     result: dict[str, Any] = {}
@@ -342,7 +343,8 @@ def initializer_spread(runs: pd.DataFrame, trains_above: float) -> dict[str, Any
                                            method="percentile", rng=np.random.default_rng(0)).confidence_interval
             low, high = interval.low, interval.high
         result[network] = {"spread": means.max() - means.min(), "ci95_low": low, "ci95_high": high,
-                           "best": means.idxmax(), "worst": means.idxmin(),
+                           "best": ", ".join(means.index[means == means.max()]),
+                           "worst": ", ".join(means.index[means == means.min()]),
                            "fail": ", ".join(name for name, mean in means.items() if not mean > trains_above) or "none"}
     return _finite(result)
 

@@ -233,10 +233,10 @@ class ModelParams(_Section):
     residual: StrictBool = Field(False, description=(
         "an mlp whose first hidden layer projects the input linearly, and whose further hidden layers form "
         "blocks h + f(h), f = [normalization] → (activation → Dense) × branch_layers"))
-    branch_layers: Literal[1, 2] = Field(1, description="Dense layers per residual branch")
+    branch_layers: StrictInt = Field(1, ge=1, le=2, description="Dense layers per residual branch, 1 or 2")
     branch_scale: Real = Field(1.0, ge=0, le=MAX_WEIGHT, description=(
-        "the last kernel of each residual branch, as initialized (after LSUV), times this: 0 starts each "
-        "block as the identity (SkipInit, Fixup)"))
+        "the last kernel of each residual branch, as initialized (after LSUV), times this (its bias is left "
+        "as drawn): 0 starts each block as the identity where biases start at zero (Fixup's zero init)"))
     bias_initializer: InitSpec = Field("zeros", validate_default=True, description=(
         "how the biases start: an initializer spec as under `initializers`, not a matrix one"))
 
