@@ -30,7 +30,9 @@ HISTOGRAM_BINS = 40
 
 def _compiled_probe(probe: keras.Model, training: bool) -> Callable[[np.ndarray, np.ndarray], tuple[list, list]]:
     """One compiled function of the batch: the probe's outputs (in training mode or not) and the
-    loss gradient w.r.t. every trainable variable, read from the variables' current values."""
+    loss gradient w.r.t. every trainable variable, read from the variables' current values.
+    Stateless on both backends: batch norm's moving averages and dropout's seeds, which a
+    call in training mode would advance, stay as training left them."""
     loss_fn = study_loss()
     if keras.backend.backend() == "jax":
         import jax
@@ -50,10 +52,13 @@ def _compiled_probe(probe: keras.Model, training: bool) -> Callable[[np.ndarray,
 
     @tf.function
     def run_tf(x: tf.Tensor, y: tf.Tensor) -> tuple[list, list]:
+        trainable = [v.value for v in probe.trainable_variables]
         with tf.GradientTape() as tape:
-            outputs = probe(x, training=training)
+            tape.watch(trainable)
+            outputs, _ = probe.stateless_call(trainable, [v.value for v in probe.non_trainable_variables], x,
+                                              training=training)
             value = loss_fn(y, outputs[-1])
-        return outputs, tape.gradient(value, probe.trainable_variables)
+        return outputs, tape.gradient(value, trainable)
 
     return run_tf
 
