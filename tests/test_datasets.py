@@ -89,18 +89,35 @@ def test_images_and_labels_must_agree_in_count(tmp_path: Path) -> None:
 
 
 def test_the_prepared_arrays_hold_the_decoded_files_exactly(mnist_dir: Path, mnist_prepared: Path) -> None:
-    for name, array in zip(("x_train", "y_train", "x_val", "y_val"), read_dataset("mnist", mnist_dir)):
+    decoded = dict(zip(("x_train", "y_train", "x_val", "y_val"), read_dataset("mnist", mnist_dir)))
+    for name in ("y_train", "y_val"):
         saved = np.load(mnist_prepared / f"{name}.npy")
         assert saved.dtype == np.uint8
-        np.testing.assert_array_equal(saved, array)
-    split = load_split("mnist", mnist_prepared)
-    np.testing.assert_array_equal(split.x_val, read_dataset("mnist", mnist_dir)[2].astype(np.float32) / 255)
+        np.testing.assert_array_equal(saved, decoded[name])
+    for name in ("x_train", "x_val"):
+        saved = np.load(mnist_prepared / f"{name}.npy")
+        assert saved.dtype == np.float32
+        # the bits of pixel / 255 in float32, as the stages computed them before the prepared copy held them
+        assert np.array_equal(saved.view(np.uint32), (decoded[name].astype(np.float32) / 255.0).view(np.uint32))
+        np.testing.assert_array_equal(np.rint(saved * 255).astype(np.uint8), decoded[name])
+
+
+def test_the_loaded_images_are_the_prepared_files_mapped_read_only(mnist_prepared: Path) -> None:
+    split = load_split("mnist", mnist_prepared, train_samples=1000)
+    for images, name in ((split.x_train, "x_train"), (split.x_val, "x_val")):
+        mapped = images
+        while not isinstance(mapped, np.memmap):
+            mapped = mapped.base
+        assert Path(mapped.filename) == mnist_prepared / f"{name}.npy" and np.shares_memory(images, mapped)
+        assert not images.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        split.x_val[0, 0, 0, 0] = 1.0
 
 
 @pytest.mark.parametrize(("damage", "message"), [
     (lambda path: path.write_bytes(path.read_bytes()[:-100]), "cannot load the prepared mnist data"),
-    (lambda path: np.save(path, np.zeros((4, 28, 28), np.uint8)), "x_val is uint8 \\(4, 28, 28\\), not uint8 images"),
-    (lambda path: np.save(path, np.zeros((4, 28, 28, 1), np.float32)), "x_val is float32"),
+    (lambda path: np.save(path, np.zeros((4, 28, 28), np.float32)), "x_val is float32 \\(4, 28, 28\\), not float32 images"),
+    (lambda path: np.save(path, np.zeros((4, 28, 28, 1), np.uint8)), "x_val is uint8"),  # as earlier versions prepared it
 ])
 def test_a_damaged_prepared_array_is_named_with_the_command_that_remakes_it(tmp_path: Path, damage, message) -> None:
     _write_dataset(tmp_path, 6, 6)

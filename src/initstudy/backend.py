@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import sys
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
 from initstudy.errors import StudyError
 from initstudy.numerics import pin_isa
@@ -127,3 +129,16 @@ def _replace_damaged_entries(folder: Path) -> None:
 
     read_or_drop.replaces_damaged = True  # type: ignore[attr-defined]
     cache.get_executable_and_time = read_or_drop
+
+
+def exit_without_teardown() -> NoReturn:
+    """End a stage whose outputs are written, with status 0, skipping the interpreter's
+    teardown of JAX or TensorFlow and Keras: about half a second per run, more than DVC's
+    own time between two stages. Buffered output and log records are flushed first; what
+    is skipped is freeing memory and threads, which the operating system does anyway, and
+    the frameworks' exit hooks (releasing the backend; JAX's compilation cache is written
+    when a program is compiled, not at exit)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,6 +1,6 @@
 """Dataset files, their published checksums, the formats they come in (IDX, CIFAR-10
 python), and the prepared copy the stages load: one uncompressed .npy file per array,
-decoded and checked once by the `prepare` stage, memory-mapped by every other."""
+decoded, checked and scaled once by the `prepare` stage, memory-mapped by every other."""
 
 from __future__ import annotations
 
@@ -129,7 +129,8 @@ def dataset_files(name: str, overrides: dict[str, str]) -> dict[str, DataFile]:
 
 @dataclass(frozen=True)
 class Split:
-    """Training and validation arrays: images scaled to [0, 1], integer labels."""
+    """Training and validation arrays: float32 images scaled to [0, 1] (memory-mapped, read-only
+    when loaded by `load_split`), integer labels."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -221,13 +222,14 @@ def read_dataset(name: str, directory: Path) -> tuple[np.ndarray, np.ndarray, np
     return arrays
 
 
-def _check(name: str, arrays: dict[str, np.ndarray], where: Path, remedy: str = "") -> None:
-    """Raise DataError (ending in `remedy`) unless `arrays` are images and labels of dataset `name`."""
+def _check(name: str, arrays: dict[str, np.ndarray], where: Path, pixels: type = np.uint8, remedy: str = "") -> None:
+    """Raise DataError (ending in `remedy`) unless `arrays` are images (of `pixels`) and labels
+    of dataset `name`."""
     spec = DATASETS[name]
     for part in ("train", "val"):
         x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
-        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:3] != (spec.image_size, spec.image_size):
-            raise DataError(f"{where}: x_{part} is {x.dtype} {x.shape}, not uint8 images of "
+        if x.dtype != pixels or x.ndim != 4 or x.shape[1:3] != (spec.image_size, spec.image_size):
+            raise DataError(f"{where}: x_{part} is {x.dtype} {x.shape}, not {np.dtype(pixels)} images of "
                             f"{spec.image_size}×{spec.image_size} pixels{remedy}")
         if y.dtype != np.uint8 or y.shape != (len(x),):
             raise DataError(f"{where}: y_{part} is {y.dtype} {y.shape}, not {len(x)} uint8 labels{remedy}")
@@ -236,18 +238,27 @@ def _check(name: str, arrays: dict[str, np.ndarray], where: Path, remedy: str = 
 
 
 def prepare_dataset(name: str, raw: Path, out: Path) -> None:
-    """Decode the downloaded files of dataset `name` in `raw` into out/<array>.npy."""
-    for array_name, array in zip(PREPARED, read_dataset(name, raw)):
+    """Decode the downloaded files of dataset `name` in `raw` into out/<array>.npy: images as
+    float32 scaled to [0, 1], which a stage memory-maps as they are (no copy, no conversion),
+    labels as uint8."""
+    x_train, y_train, x_val, y_val = read_dataset(name, raw)
+    for array_name, array in zip(PREPARED, (scaled(x_train), y_train, scaled(x_val), y_val)):
         write_atomically(out / f"{array_name}.npy", lambda tmp, a=array: np.save(tmp, a, allow_pickle=False))
+
+
+def scaled(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels as float32 in [0, 1]: each value / 255, rounded once."""
+    return images.astype(np.float32) / np.float32(255)
 
 
 def load_split(
     name: str, directory: Path, train_samples: int | None = None, val_samples: int | None = None
 ) -> Split:
-    """Load the prepared dataset in `directory` as images scaled to [0, 1] and integer labels,
+    """Load the prepared dataset in `directory`: images scaled to [0, 1] and integer labels,
     keeping the first N samples of each part if asked (more than the part holds is an error).
 
-    The arrays are memory-mapped: only the samples kept are read, and then once.
+    The images are memory-mapped, read-only: nothing is read until a sample is used, and
+    processes training on the same data share its pages.
     """
     remedy = "; `dvc repro --force prepare` makes the prepared data again"
     arrays = {}
@@ -256,16 +267,13 @@ def load_split(
             arrays[array_name] = np.load(directory / f"{array_name}.npy", mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DataError(f"{directory / array_name}.npy: cannot load the prepared {name} data ({exc}){remedy}") from None
-    _check(name, arrays, directory, remedy)
+    _check(name, arrays, directory, np.float32, remedy)
     for key, limit, part, images in (("data.train_samples", train_samples, "training", arrays["x_train"]),
                                      ("data.val_samples", val_samples, "validation", arrays["x_val"])):
         if limit is not None and limit > len(images):
             raise DataError(f"{key} = {limit}: {directory} holds only {len(images):,} {part} images")
-
-    def scaled(x: np.ndarray, limit: int | None) -> np.ndarray:
-        return x[:limit].astype(np.float32) / 255.0
-
+    # plain ndarray views of the maps: np.memmap's own indexing runs in Python, once per batch
     return Split(
-        scaled(arrays["x_train"], train_samples), arrays["y_train"][:train_samples].astype(np.int64),
-        scaled(arrays["x_val"], val_samples), arrays["y_val"][:val_samples].astype(np.int64),
+        np.asarray(arrays["x_train"][:train_samples]), arrays["y_train"][:train_samples].astype(np.int64),
+        np.asarray(arrays["x_val"][:val_samples]), arrays["y_val"][:val_samples].astype(np.int64),
     )

@@ -37,23 +37,31 @@ def kernel_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return [layer for layer in model.layers if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
 
 
+def _skips(model: keras.Model) -> dict[str, keras.layers.Layer]:
+    """The skip connection after each residual branch, by the name of the branch's last kernel layer."""
+    layers = {layer.name: layer for layer in model.layers}
+    return {layer.name: layers[layer.name + SKIP] for layer in kernel_layers(model) if layer.name + SKIP in layers}
+
+
 def branch_ends(model: keras.Model) -> list[keras.layers.Layer]:
     """The last kernel layer of each residual branch, input to output (none in a plain network)."""
-    names = {layer.name for layer in model.layers}
-    return [layer for layer in kernel_layers(model) if layer.name + SKIP in names]
+    skips = _skips(model)
+    return [layer for layer in kernel_layers(model) if layer.name in skips]
 
 
 def layer_outputs(model: keras.Model) -> list[keras.KerasTensor]:
     """What each kernel layer hands on: its output, or where it ends a residual branch, the
     stream after the skip connection adds the branch to it."""
-    names = {layer.name for layer in model.layers}
-    return [model.get_layer(layer.name + SKIP).output if layer.name + SKIP in names else layer.output
-            for layer in kernel_layers(model)]
+    skips = _skips(model)
+    return [skips[layer.name].output if layer.name in skips else layer.output for layer in kernel_layers(model)]
+
+
+NORMALIZATIONS = {"batch": keras.layers.BatchNormalization, "layer": keras.layers.LayerNormalization}
 
 
 def _normalization(kind: str) -> list[keras.layers.Layer]:
-    return {"none": [], "batch": [keras.layers.BatchNormalization()],
-            "layer": [keras.layers.LayerNormalization()]}[kind]
+    """A new normalization layer of `kind` ("none": no layer), as a list to splice into others."""
+    return [NORMALIZATIONS[kind]()] if kind in NORMALIZATIONS else []
 
 
 def _residual_stack(h: keras.KerasTensor, params: ModelParams,

@@ -78,10 +78,11 @@ def probe_logger(model: keras.Model, split: Split, network: ModelParams, probes:
 
 
 def compile_model(model: keras.Model, train: TrainParams, steps_per_epoch: int) -> None:
-    """Compile for speed: one backend call runs a whole epoch of steps.
+    """Compile with one execution per epoch: on TensorFlow, one graph call loops over the
+    epoch's steps; on JAX, Keras calls the compiled step once per batch from one Python
+    loop, and the callbacks and logs run once per epoch instead of once per step.
 
-    This changes no number the model computes; it removes the per-step Python
-    overhead that dominates a small model on a CPU.
+    This changes no number the model computes.
     """
     if train.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(train.learning_rate, momentum=train.momentum, nesterov=train.nesterov)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from initstudy.atomic import write_text
-from initstudy.backend import use_backend
+from initstudy.backend import exit_without_teardown, use_backend
 from initstudy.datasets import DATASETS, load_split
 from initstudy.errors import stage_main
 from initstudy.params import load_params
@@ -35,3 +35,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_without_teardown()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from initstudy.backend import use_backend
+from initstudy.backend import exit_without_teardown, use_backend
 from initstudy.datasets import DATASETS, load_split
 from initstudy.errors import StudyError, stage_main
 from initstudy.params import load_params
@@ -43,3 +43,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_without_teardown()
