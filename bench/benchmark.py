@@ -29,20 +29,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the sc
 from workspace import ROOT, Workspace, command_env, update_params  # noqa: E402
 
 STAGES = ROOT / "src" / "stages"
+AFTER_TRAINING = ("diagnose", "aggregate", "plots", "plots_init")
+
+
+# Runs a command and writes its wall seconds and peak memory (KiB) to argv[1]. The kernel starts
+# a process's peak at the peak of the process it was forked from: through this small launcher,
+# the command's peak is its own, not this benchmark's.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump({"wall": time.perf_counter() - start, "peak": usage.ru_maxrss}, out)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
 def run_measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
     """Run a command; return its wall seconds, peak resident memory in MiB, and stdout."""
-    with tempfile.TemporaryFile("w+") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
+    with tempfile.TemporaryFile("w+") as out, tempfile.NamedTemporaryFile("r") as measured:
+        proc = subprocess.run([sys.executable, "-I", "-S", "-c", LAUNCHER, measured.name, *cmd], cwd=cwd, env=env,
+                              stdout=out, stderr=subprocess.STDOUT, text=True)
         out.seek(0)
         text = out.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{text}")
-    return wall, usage.ru_maxrss / 1024, text
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{text}")
+        result = json.loads(measured.read())
+    return result["wall"], result["peak"] / 1024, text
 
 
 def clean_env() -> dict[str, str]:
@@ -108,9 +122,8 @@ def project_epochs(folder: Path, data: Path) -> tuple[list[float], float, float,
 
 def parse_mnist(data: Path) -> dict[str, int | float]:
     """Parse the IDX files as the prepare stage does, then load the prepared arrays as a
-    training stage does, in a child process, so that this one stays small: a child forked
-    from it counts its pages in the child's peak memory. Returns the seconds of each, the
-    pixels per image and the numbers of training and validation samples."""
+    training stage does, in a fresh process. Returns the seconds of each, the pixels per
+    image and the numbers of training and validation samples."""
     code = ("import json, sys, tempfile, time; from pathlib import Path; "
             "from initstudy.datasets import load_split, prepare_dataset\n"
             "with tempfile.TemporaryDirectory() as out:\n"
@@ -194,7 +207,7 @@ def epoch_section(data: Path, prepared: Path, epochs: int, rounds: int, scratch:
                      f"{', '.join(accs)} | {extra} |")
     lines += ["", "Stage overhead = stage wall time − its epochs' time: process start, imports, "
               "data loading, the first call's tracing, saving. Peak RSS is the largest of the rounds."]
-    lines.append(f"Loading the prepared arrays (memory-mapped .npy, scaled to float32): {parsed['seconds']:.3f} s "
+    lines.append(f"Loading the prepared arrays (memory-mapped float32 .npy, nothing converted): {parsed['seconds']:.3f} s "
                  f"per stage; parsing the four gzipped IDX files, as the `prepare` stage does once: "
                  f"{parsed['parse_seconds']:.2f} s.")
     jax_steady = statistics.median(median_steady(run["times"]) for run in runs["jax"])
@@ -308,8 +321,10 @@ def stage_section() -> list[str]:
 
 
 def short_study(scratch: Path, data: Path, name: str, **params: dict) -> Workspace:
-    """A fresh copy of the project with some params changed, its data downloaded and prepared."""
+    """A fresh copy of the project with some params changed, committed (a worker of `make study`
+    is a worktree of HEAD), its data downloaded and prepared."""
     repo = Workspace.create(scratch / name, mirror=str(data), **params)
+    repo.commit("the study")
     repo.repro("prepare")
     return repo
 
@@ -341,7 +356,8 @@ def runs_section(data: Path, scratch: Path, steady_epoch: float) -> list[str]:
 
 def study_section(data: Path, seeds: list[int], scratch: Path, floor: float) -> list[str]:
     """The default study as `make study` trains it, with one worker and with one per CPU,
-    each from a fresh copy and an empty compilation cache, against the study's floor."""
+    each from a fresh copy and an empty compilation cache, against the study's floor; the
+    stages after training are then rerun alone, to tell the training's share of the wall."""
     cores = len(os.sched_getaffinity(0))
     rows, results = [], []
     for workers in dict.fromkeys((1, cores)):
@@ -349,22 +365,31 @@ def study_section(data: Path, seeds: list[int], scratch: Path, floor: float) -> 
         repo.env["JAX_COMPILATION_CACHE_DIR"] = str(scratch / f"compiled-{workers}")
         wall = run_measured([sys.executable, "-m", "initstudy.parallel", "--workers", str(workers)],
                             repo.path, repo.env)[0]
-        rows.append((workers, wall))
+        after = run_measured(["dvc", "repro", "--force", "--single-item", *AFTER_TRAINING], repo.path, repo.env)[0]
+        rows.append((workers, wall, after))
         results.append({path.relative_to(repo.path): path.read_bytes() for path in sorted(repo.path.glob("runs/*/*"))})
     params = repo.params()
     runs = len(params["study"]["initializers"]) * len(seeds)
     study_floor = runs * params["train"]["epochs"] * floor
     lines = [f"The default study, {runs} runs × {params['train']['epochs']} epochs (seeds {seeds}), through "
-             "`python -m initstudy.parallel` (what `make study` runs) from a fresh copy with its data prepared: "
-             "every stage after `prepare`, the stages after training included. Floor = runs × epochs × the "
-             f"floor epoch above = {study_floor:.0f} s.", "",
-             "| workers × threads | wall (s) | × one worker | × the study's floor |", "|---|---|---|---|"]
-    for workers, wall in rows:
-        lines.append(f"| {workers} × {max(1, cores // workers)} | {wall:.0f} | {wall / rows[0][1]:.2f} | "
-                     f"**{wall / study_floor:.2f}** |")
+             "`python -m initstudy.parallel` (what `make study` runs) from a fresh copy with its data prepared and "
+             f"an empty compilation cache: every stage after `prepare`. The stages after training "
+             f"({', '.join(AFTER_TRAINING)}) were then rerun alone; training = wall − their time. "
+             f"Floor = runs × epochs × the floor epoch above = {study_floor:.0f} s.", "",
+             "| workers × threads | wall (s) | stages after training (s) | training (s) | training × one worker | "
+             "training × the study's floor | wall × the study's floor |", "|---|---|---|---|---|---|---|"]
+    for workers, wall, after in rows:
+        lines.append(f"| {workers} × {max(1, cores // workers)} | {wall:.0f} | {after:.0f} | {wall - after:.0f} | "
+                     f"{(wall - after) / (rows[0][1] - rows[0][2]):.2f} | **{(wall - after) / study_floor:.2f}** | "
+                     f"{wall / study_floor:.2f} |")
     if len(results) > 1:
         lines += ["", f"Every run's outputs bit-identical between the two: {results[0] == results[-1]}."]
     return lines
+
+
+def report(lines: list[str]) -> None:
+    """Print a section of the report as soon as it is measured, so a failure later keeps it."""
+    print("\n".join(lines) + "\n", flush=True)
 
 
 def main() -> None:
@@ -379,22 +404,22 @@ def main() -> None:
     parser.add_argument("--only-pins", action="store_true", help="measure only the cost of the numerics pins")
     args = parser.parse_args()
     cpu = cpu_model()
-    lines = [f"Benchmark of {time.strftime('%Y-%m-%d %H:%M')}: {os.cpu_count()} cores ({cpu}), "
-             f"Python {platform.python_version()}.", ""]
+    report([f"Benchmark of {time.strftime('%Y-%m-%d %H:%M')}: {os.cpu_count()} cores ({cpu}), "
+            f"Python {platform.python_version()}."])
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         prepared = scratch / "prepared"
         prepare_dataset("mnist", args.data, prepared)
         if not args.only_pins:
             epochs, floor, steady = epoch_section(args.data, prepared, args.epochs, args.rounds, scratch)
-            lines += epochs + [""] + runs_section(args.data, scratch, steady) + [""]
-        lines += pins_section(prepared, args.epochs, args.rounds, scratch) + [""]
+            report(epochs)
+            report(runs_section(args.data, scratch, steady))
+        report(pins_section(prepared, args.epochs, args.rounds, scratch))
         if not args.only_pins:
-            lines += stage_section() + [""]
+            report(stage_section())
         if not (args.skip_study or args.only_pins):
             seeds = args.study_seeds or load_params(ROOT / "params.yaml").study.seeds
-            lines += study_section(args.data, seeds, scratch, floor)
-    print("\n".join(lines))
+            report(study_section(args.data, seeds, scratch, floor))
 
 
 if __name__ == "__main__":

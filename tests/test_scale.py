@@ -362,6 +362,21 @@ def test_make_study_spreads_the_training_over_workers_and_dvc_then_trains_nothin
     assert workspace.run("git", "worktree", "list").stdout.count("\n") == 1
 
 
+def test_make_study_in_a_repo_without_a_commit_trains_with_one_worker_and_says_why(one_machine, tmp_path, mnist_dir):
+    """A worker is a worktree of HEAD: before the first commit there is none, so the study
+    runs as one `dvc repro`, with a note, and gives the same runs."""
+    workspace = Workspace.create(tmp_path / "uncommitted", mirror=str(mnist_dir), **SMALL_STUDY)
+    result = workspace.run(sys.executable, "-m", "initstudy.parallel", "--workers", "2")
+    assert "no git commit yet" in result.stderr and "training with one worker" in result.stderr
+    assert "worker 1/2" not in result.stdout
+    assert workspace.repro() == set()
+    for run in TRAIN:
+        name = run.removeprefix("train@")
+        for output in ("metrics.json", "history.csv", "model.keras"):
+            assert (workspace.path / "runs" / name / output).read_bytes() == \
+                (one_machine.path / "runs" / name / output).read_bytes(), (name, output)
+
+
 @pytest.mark.parametrize("target", ["study", "train"])
 def test_make_checks_the_params_before_dvc_reads_them(origin, target: str) -> None:
     """A YAML alias bomb: DVC would expand it for minutes; check_params refuses it at once."""

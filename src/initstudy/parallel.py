@@ -139,9 +139,18 @@ def gather(stages: list[str], trees: list[Path]) -> None:
     dvc("checkout", "--quiet", "--force", GROUP)  # one target: DVC parses dvc.lock again for each
 
 
+def has_commit() -> bool:
+    """Whether this checkout has a commit (HEAD), which a worker's worktree starts from."""
+    return subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], stdout=subprocess.DEVNULL).returncode == 0
+
+
 def reproduce(workers: int) -> None:
     """Check the params, then `dvc repro` with the training stages spread over `workers`."""
     check_params()
+    if workers > 1 and not has_commit():
+        print("no git commit yet, and a worker is a worktree of HEAD: training with one worker "
+              "(commit, then `make study` spreads the training over the CPUs)", file=sys.stderr)
+        workers = 1
     if workers > 1:
         dvc("repro", PREPARE)
         stages = stale_training_stages()
