@@ -182,8 +182,12 @@ def test_probing_a_batch_norm_network_in_training_mode_changes_no_result(mnist_p
 
 def test_a_jax_train_stage_never_imports_tensorflow(mnist_prepared: Path, tmp_path: Path) -> None:
     write_params(tmp_path, data={"train_samples": 500, "val_samples": 100}, train={"epochs": 1})
-    probe = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
-             "print('imported:', sorted(m for m in ('tensorflow', 'jax') if sys.modules.get(m)))")
+    # the stage ends in exit_without_teardown: the probe reports the imports from there, then exits as the stage does
+    probe = ("import runpy, sys; from initstudy import backend; leave = backend.exit_without_teardown\n"
+             "def report():\n"
+             "    print('imported:', sorted(m for m in ('tensorflow', 'jax') if sys.modules.get(m)), flush=True)\n"
+             "    leave()\n"
+             "backend.exit_without_teardown = report; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
     result = subprocess.run(
         [sys.executable, "-c", probe, str(ROOT / "src/stages/train.py"), "--network", "mlp", "--initializer", "he_normal",
          "--seed", "0", "--data", str(mnist_prepared), "--out", "run", "--log", "log.json"],
