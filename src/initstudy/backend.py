@@ -133,7 +133,7 @@ def _replace_damaged_entries(folder: Path) -> None:
 
 def exit_without_teardown() -> NoReturn:
     """End a stage whose outputs are written, with status 0, skipping the interpreter's
-    teardown of JAX or TensorFlow and Keras: about half a second per run, more than DVC's
+    teardown of JAX or TensorFlow and Keras: 0.45–0.6 s per run, about as much as DVC's
     own time between two stages. Buffered output and log records are flushed first; what
     is skipped is freeing memory and threads, which the operating system does anyway, and
     the frameworks' exit hooks (releasing the backend; JAX's compilation cache is written
