@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from initstudy.errors import StudyError
-from initstudy.params.messages import describe
+from initstudy.params.messages import describe, section_rules_behind
 from initstudy.params.rules import cross_key_problems, small_sample_warnings
 from initstudy.params.schema import (
     SECTIONS,
@@ -38,16 +38,60 @@ class ParamsError(StudyError):
     """params.yaml does not fit the schema; the message names every bad key."""
 
 
-def parse_params(raw: Any, source: str = "params.yaml", sizes: bool = False) -> Params:
-    """Validate a params mapping; raise ParamsError listing every problem: those of single
-    keys and those between keys of different sections, in one pass; with `sizes`, also any
-    count of images beyond what the dataset holds (check_params' rule: a stage run by hand
-    on few images may ask for a larger batch elsewhere)."""
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, noting each key given twice in one mapping (YAML keeps the last
+    one silently; DVC refuses the file)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.repeated: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[str, int] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            line = key.start_mark.line + 1
+            if key.value in first:
+                self.repeated.append(f"line {line}: {key.value!r} is given again (first on line {first[key.value]}); "
+                                     "YAML would keep only the last one: merge them into one")
+            else:
+                first[key.value] = line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path) -> tuple[Any, list[str]]:
+    """The YAML document in `path`, and a line for each key it gives twice; a ParamsError if
+    it is not UTF-8 text."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ParamsError(f"{path} is not UTF-8 text: byte 0x{data[exc.start]:02x} on line {line} is not a "
+                          "character; save the file as UTF-8") from None
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data(), loader.repeated
+    finally:
+        loader.dispose()
+
+
+def parse_params(raw: Any, source: str = "params.yaml", sizes: bool = False, problems: list[str] | None = None
+                 ) -> Params:
+    """Validate a params mapping; raise ParamsError listing every problem (after `problems`,
+    those found reading the file): those of single keys, the rules between the keys of a
+    section (also where one of its keys is bad) and those between keys of different
+    sections, in one pass; with `sizes`, also any count of images beyond what the dataset
+    holds (check_params' rule: a stage run by hand on few images may ask for a larger batch
+    elsewhere)."""
+    lines = list(problems or [])
     try:
         params = Params.model_validate(raw)
-        lines = []
     except ValidationError as exc:
-        params, lines = None, [describe(e) for e in exc.errors(include_url=False)]
+        errors = exc.errors(include_url=False)
+        params = None
+        lines += [describe(e) for e in errors] + section_rules_behind(raw, errors)
     if isinstance(raw, dict):
         labels = {name: [str(label) for label in raw[name]] for name in ("initializers", "networks")
                   if isinstance(raw.get(name), dict)}
@@ -74,7 +118,7 @@ def load_params(path: str | Path = "params.yaml", sizes: bool = False) -> Params
     path = Path(path)
     restore = f"run from the project's root, or restore it with `git checkout {path}`"
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw, repeated = read_yaml(path)
     except FileNotFoundError:
         raise ParamsError(f"{path} does not exist in {Path.cwd()}: {restore}") from None
     except (OSError, yaml.YAMLError) as exc:
@@ -85,4 +129,4 @@ def load_params(path: str | Path = "params.yaml", sizes: bool = False) -> Params
         raise ParamsError(
             f"{path} holds a {type(raw).__name__}, not the sections {', '.join(SECTIONS)}: {restore}"
         )
-    return parse_params(raw, str(path), sizes)
+    return parse_params(raw, str(path), sizes, repeated)
