@@ -24,16 +24,22 @@ $(VENV)/.remotes-installed: requirements-remotes.lock | $(VENV)/.installed
 	"$(BIN)/python" -m pip install --quiet --no-deps -r requirements-remotes.lock
 	touch "$@"
 
+# Ctrl-C (or a scheduler's SIGTERM to the job) reaches make too, which then ends on its own
+# signal: a recipe so interrupted exits 0, so that make adds no "Error 130" under the
+# command's own line on what finished.
+INTERRUPTIBLE = i=; trap i=1 INT TERM HUP; $(1); s=$$?; [ -n "$$i" ] || exit $$s
+
 # The whole pipeline; its training stages spread over one worker per CPU (WORKERS=N to choose).
 study: setup
-	$(RUN) "$(BIN)/python" -m initstudy.parallel $(if $(WORKERS),--workers $(WORKERS))
+	@$(call INTERRUPTIBLE,$(RUN) "$(BIN)/python" -m initstudy.parallel $(if $(WORKERS),--workers $(WORKERS)) \
+	  --command "make study$(if $(WORKERS), WORKERS=$(WORKERS))")
 
 # Worker i of N trains its share of the study's runs and, when the project has a default
 # DVC remote, pushes them with their run-cache entries: `make train SHARD=2/4`.
 # No `setup` here: cluster tasks share one environment, made once before they start.
 SHARD ?= 1/1
 train:
-	$(RUN) "$(BIN)/python" -m initstudy.shards $(SHARD)
+	@$(call INTERRUPTIBLE,$(RUN) "$(BIN)/python" -m initstudy.shards $(SHARD) --command "make train SHARD=$(SHARD)")
 
 test: setup
 	$(RUN) "$(BIN)/python" -m pytest

@@ -23,6 +23,11 @@ from typing import Any
 
 import yaml
 
+from initstudy.errors import StudyError
+from initstudy.parallel import share_cache
+from initstudy.params import parse_params
+from initstudy.supervise import Interrupted, catch_signals, dvc, exit_status, run, stop_group
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = ["dvc.lock", "metrics/results.md", "metrics/summary.json", "metrics/networks.csv", "metrics/runs.csv",
@@ -48,21 +53,31 @@ def study_params(name: str) -> dict[str, Any]:
 
 
 def run_study(name: str) -> Path:
-    """Reproduce study `name` in a worktree of HEAD; copy its results to studies/<name>/."""
+    """Reproduce study `name` in a worktree of HEAD; copy its results to studies/<name>/.
+    Interrupted, the pipeline says what finished; the worktree is removed."""
     out = HERE / name
     with tempfile.TemporaryDirectory(prefix=f"study-{name}-") as tmp:
         tree = Path(tmp) / "tree"
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), "HEAD"], cwd=ROOT, check=True)
         try:
+            run("git", "worktree", "add", "--quiet", "--detach", str(tree), "HEAD", cwd=ROOT)
             (tree / "params.yaml").write_text(yaml.safe_dump(study_params(name), sort_keys=False))
-            cache = subprocess.run(["dvc", "cache", "dir"], cwd=ROOT, check=True, capture_output=True, text=True)
-            subprocess.run(["dvc", "cache", "dir", "--local", cache.stdout.strip()], cwd=tree, check=True)
+            share_cache(tree, dvc("cache", "dir", cwd=ROOT, capture=True).strip())
             # the stages import the worktree's own package, not the one installed from the repository
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree / "src"), os.environ.get("PYTHONPATH")])))
             # `make study`'s way: the training stages spread over one worker per CPU (INITSTUDY_WORKERS to choose)
             workers = os.environ.get("INITSTUDY_WORKERS", str(len(os.sched_getaffinity(0))))
-            subprocess.run([sys.executable, "-m", "initstudy.parallel", "--workers", workers], cwd=tree, env=env,
-                           check=True)
+            # in a session of its own, as its workers are: on Ctrl-C it stops them and says what finished
+            pipeline = subprocess.Popen([sys.executable, "-m", "initstudy.parallel", "--workers", workers,
+                                         "--command", f"python studies/run.py {name}"],
+                                        cwd=tree, env=env, start_new_session=True)
+            try:
+                code = pipeline.wait()
+            except Interrupted as exc:
+                stop_group(pipeline, grace=120)
+                exc.told = True
+                raise
+            if code != 0:
+                raise SystemExit(code)
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
             shutil.copy2(tree / "params.yaml", out / "params.yaml")
@@ -72,14 +87,26 @@ def run_study(name: str) -> Path:
             for png in [*(tree / "plots" / "comparison").glob("*.png"), tree / "plots" / "init" / "init_layers.png"]:
                 shutil.copy2(png, out / png.name)
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
+            run("git", "worktree", "remove", "--force", str(tree), cwd=ROOT, check=False)
+            run("git", "worktree", "prune", cwd=ROOT, check=False)
     return out
 
 
 def main() -> None:
+    catch_signals()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=sorted(p.stem for p in HERE.glob("*.yaml")))
-    print(f"results in {run_study(parser.parse_args().name)}")
+    name = parser.parse_args().name
+    try:
+        parse_params(study_params(name), f"params.yaml with the overrides of studies/{name}.yaml", sizes=True)
+        print(f"results in {run_study(name)}")
+    except StudyError as exc:
+        sys.exit(f"error: {exc}")
+    except Interrupted as exc:
+        if not exc.told:
+            print(f"interrupted before any run started: nothing was trained. Run `python studies/run.py {name}` "
+                  "again to start.", file=sys.stderr)
+        sys.exit(exit_status(exc.signum))
 
 
 if __name__ == "__main__":

@@ -23,29 +23,16 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
+from configobj import ConfigObj
 from dvc.utils.serialize import load_yaml, modify_yaml
 
 from initstudy.errors import StudyError, stage_main
 from initstudy.shards import GROUP, PREPARE, check_params, share
-
-
-def run(*args: str, cwd: Path | None = None, capture: bool = False, env: dict[str, str] | None = None) -> str:
-    """Run a command; stop with its exit status if it fails; return its stdout if `capture`."""
-    result = subprocess.run(args, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE if capture else None)
-    if result.returncode != 0:
-        raise StudyError(f"`{' '.join(args[:4])}{' …' if len(args) > 4 else ''}` failed "
-                         f"(exit status {result.returncode}); see its output above")
-    return result.stdout or ""
-
-
-def dvc(*args: str, cwd: Path | None = None, capture: bool = False, env: dict[str, str] | None = None) -> str:
-    return run(sys.executable, "-m", "dvc", *args, cwd=cwd, capture=capture, env=env)
+from initstudy.supervise import Child, Interrupted, Progress, catch_signals, dvc, exit_status, run, shielded
 
 
 def stale_training_stages() -> list[str]:
@@ -55,9 +42,18 @@ def stale_training_stages() -> list[str]:
     return [name for name in names if name.startswith(f"{GROUP}@") and name in status]
 
 
+def share_cache(tree: Path, cache: str) -> None:
+    """Point the checkout `tree` at the DVC cache `cache` (`dvc cache dir --local`, written as
+    UTF-8: DVC 3.67 writes its config as ASCII and fails on any other letter in the path)."""
+    config = ConfigObj(str(tree / ".dvc" / "config.local"), encoding="utf-8")
+    config["cache"] = {"dir": cache}
+    config.write()
+
+
 def make_worktree(path: Path, cache: str) -> None:
     """A git worktree of HEAD at `path`, with this checkout's uncommitted changes and DVC cache,
-    its dvc.lock without training stages (their entries come from the worker's own runs)."""
+    its dvc.lock without training stages (their entries come from the worker's own runs), and
+    the prepared data checked out of the cache (a worker never downloads it again)."""
     run("git", "worktree", "add", "--quiet", "--detach", str(path), "HEAD")
     changed = run("git", "ls-files", "-z", "--modified", "--others", "--exclude-standard", capture=True)
     deleted = set(run("git", "ls-files", "-z", "--deleted", capture=True).split("\0"))
@@ -68,29 +64,23 @@ def make_worktree(path: Path, cache: str) -> None:
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(name, target)
-    dvc("cache", "dir", "--local", cache, cwd=path)
+    share_cache(path, cache)
     lock = path / "dvc.lock"
     if lock.is_file():  # a worker needs the entries before training only; DVC parses the lock once per target
         with modify_yaml(str(lock)) as data:
             for name in [name for name in data.get("stages", {}) if name.startswith(f"{GROUP}@")]:
                 del data["stages"][name]
+    dvc("checkout", "--quiet", "--with-deps", PREPARE, cwd=path)
 
 
-def _relay(stream, prefix: str) -> None:
-    for line in stream:
-        sys.stdout.write(f"{prefix}{line}")
-        sys.stdout.flush()
-
-
-def train_in_workers(stages: list[str], workers: int) -> None:
+def train_in_workers(stages: list[str], workers: int, progress: Progress) -> None:
     """Reproduce `stages` in `workers` worktrees at once, sharing this checkout's DVC cache;
-    copy their logs into logs/."""
+    copy their logs into logs/. Interrupted, stop the workers, then remove the worktrees."""
     cache = dvc("cache", "dir", capture=True).strip()
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
     root = Path(tempfile.mkdtemp(prefix="initstudy-workers-"))
     trees = [root / f"worker-{i}" for i in range(1, workers + 1)]
-    processes: list[subprocess.Popen] = []
-    relays: list[threading.Thread] = []
+    children: list[Child] = []
     try:
         for tree in trees:
             make_worktree(tree, cache)
@@ -99,14 +89,9 @@ def train_in_workers(stages: list[str], workers: int) -> None:
             print(f"worker {i}/{workers}: {len(mine)} stage(s), {threads} thread(s)", flush=True)
             env = dict(os.environ, INITSTUDY_THREADS=str(threads), PYTHONPATH=os.pathsep.join(
                 filter(None, [str(tree / "src"), os.environ.get("PYTHONPATH")])))
-            process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", *mine], cwd=tree, env=env,
-                                       text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            relays.append(threading.Thread(target=_relay, args=(process.stdout, f"[{i}/{workers}] "), daemon=True))
-            relays[-1].start()
-            processes.append(process)
-        failed = [i for i, process in enumerate(processes, 1) if process.wait() != 0]
-        for relay in relays:
-            relay.join()
+            children.append(Child([sys.executable, "-m", "dvc", "repro", *mine], cwd=tree, env=env,
+                                  prefix=f"[{i}/{workers}] ", progress=progress))
+        failed = [i for i, child in enumerate(children, 1) if child.wait() != 0]
         for tree in trees:
             for log in (tree / "logs").glob("*.json"):
                 Path("logs").mkdir(exist_ok=True)
@@ -116,13 +101,11 @@ def train_in_workers(stages: list[str], workers: int) -> None:
                              "what the others trained is in the DVC cache, so running this again resumes")
         gather(stages, trees)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-                process.wait()
+        for child in children:
+            child.stop()
         for tree in trees:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], stderr=subprocess.DEVNULL)
-        subprocess.run(["git", "worktree", "prune"])
+            run("git", "worktree", "remove", "--force", str(tree), check=False, capture=True)
+        run("git", "worktree", "prune", check=False)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -134,41 +117,52 @@ def gather(stages: list[str], trees: list[Path]) -> None:
     for i, tree in enumerate(trees, 1):
         lock = load_yaml(str(tree / "dvc.lock"))["stages"]
         entries.update({name: lock[name] for name in share(stages, i, len(trees))})
-    with modify_yaml("dvc.lock") as lock:
+    with shielded(), modify_yaml("dvc.lock") as lock:
         lock["stages"].update((name, entries[name]) for name in stages)
     dvc("checkout", "--quiet", "--force", GROUP)  # one target: DVC parses dvc.lock again for each
 
 
 def has_commit() -> bool:
     """Whether this checkout has a commit (HEAD), which a worker's worktree starts from."""
-    return subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], stdout=subprocess.DEVNULL).returncode == 0
+    return run("git", "rev-parse", "--verify", "--quiet", "HEAD", capture=True, check=False) != ""
 
 
-def reproduce(workers: int) -> None:
-    """Check the params, then `dvc repro` with the training stages spread over `workers`."""
-    check_params()
-    if workers > 1 and not has_commit():
-        print("no git commit yet, and a worker is a worktree of HEAD: training with one worker "
-              "(commit, then `make study` spreads the training over the CPUs)", file=sys.stderr)
-        workers = 1
-    if workers > 1:
+def reproduce(workers: int, command: str) -> None:
+    """Check the params, then `dvc repro` with the training stages spread over `workers`,
+    a line for each run that finishes. Interrupted, say what finished and stop."""
+    progress = None
+    try:
+        check_params()
+        if workers > 1 and not has_commit():
+            print("no git commit yet, and a worker is a worktree of HEAD: training with one worker "
+                  "(commit, then `make study` spreads the training over the CPUs)", file=sys.stderr)
+            workers = 1
         dvc("repro", PREPARE)
         stages = stale_training_stages()
-        if len(stages) > 1:
-            train_in_workers(stages, min(workers, len(stages)))
-    dvc("repro")
+        progress = Progress(stages)
+        if workers > 1 and len(stages) > 1:
+            train_in_workers(stages, min(workers, len(stages)), progress)
+        dvc("repro", progress=progress)
+    except Interrupted as exc:
+        print(progress.summary(command) if progress else
+              f"interrupted before any run started: nothing was trained. Run `{command}` again to start.",
+              file=sys.stderr)
+        sys.exit(exit_status(exc.signum))
 
 
 @stage_main
 def main() -> None:
+    catch_signals()  # in place of stage_main's: the workers are stopped, their worktrees removed
     parser = argparse.ArgumentParser(prog="python -m initstudy.parallel", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                         help="training processes at once (default: one per CPU)")
-    workers = parser.parse_args().workers
-    if workers < 1:
-        raise StudyError(f"--workers {workers}: expected at least 1")
-    reproduce(workers)
+    parser.add_argument("--command", default="python -m initstudy.parallel",
+                        help="the command that runs this, as said after Ctrl-C (e.g. `make study`)")
+    args = parser.parse_args()
+    if args.workers < 1:
+        raise StudyError(f"--workers {args.workers}: expected at least 1")
+    reproduce(args.workers, args.command)
 
 
 if __name__ == "__main__":

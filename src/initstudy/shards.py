@@ -16,12 +16,11 @@ trained stays in the local cache, and a rerun pushes it without training it agai
 from __future__ import annotations
 
 import argparse
-import collections
 import re
-import subprocess
 import sys
 
 from initstudy.errors import StudyError, stage_main
+from initstudy.supervise import Child, Interrupted, Progress, catch_signals, dvc, exit_status
 
 GROUP = "train"
 PREPARE = "prepare"  # the stage whose output every training stage reads
@@ -33,18 +32,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not match or not 1 <= int(match[1]) <= int(match[2]):
         raise StudyError(f"shard {text!r}: expected i/N with 1 <= i <= N, e.g. 1/4")
     return int(match[1]), int(match[2])
-
-
-def dvc(*args: str, capture: bool = False, check: bool = True) -> str:
-    """Run the dvc CLI in the current directory and return what it printed if `capture`;
-    if it fails, stop after its message, or return "" where that is allowed (`check=False`)."""
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], text=True,
-                            stdout=subprocess.PIPE if capture else None, stderr=None if check else subprocess.DEVNULL)
-    if result.returncode != 0:
-        if check:
-            raise StudyError(f"`dvc {' '.join(args)}` failed (exit status {result.returncode})")
-        return ""
-    return result.stdout or ""
 
 
 def training_stages() -> list[str]:
@@ -66,41 +53,48 @@ def default_remote() -> str | None:
 def check_params() -> None:
     """Run the project's params check before any DVC command parses params.yaml (DVC would
     expand a YAML alias bomb for minutes, and its messages name no key)."""
-    if subprocess.run([sys.executable, "src/stages/check_params.py"]).returncode != 0:
+    if Child([sys.executable, "src/stages/check_params.py"]).wait() != 0:
         raise StudyError("params.yaml: fix the problems above, then run this again")
 
 
-def train_shard(index: int, count: int) -> None:
-    """Check the params, then reproduce (and, with a default remote, publish) shard `index` of `count`."""
-    check_params()
-    stages = share(training_stages(), index, count)
-    remote = default_remote()
-    print(f"shard {index}/{count}: {len(stages)} stage(s)" + (f", pushed to remote '{remote}'" if remote else ""))
-    if not stages:
-        return
-    if not remote:  # one `dvc repro` for all: DVC's bookkeeping costs about 1.5 s a call
-        dvc("repro", *stages)
-        return
-    for number, stage in enumerate(stages):  # one at a time, each published before the next starts
-        with_remote(remote, "repro", "--pull", stage)
-        with_remote(remote, "push", stage)
-        if number == 0:  # the prepared data too: the run-cache holds an entry of the stage that made it
-            with_remote(remote, "push", PREPARE)
-        with_remote(remote, "push", "--run-cache", stage)
+def train_shard(index: int, count: int, command: str) -> None:
+    """Check the params, then reproduce (and, with a default remote, publish) shard `index` of
+    `count`, a line for each run that finishes. Interrupted, say what finished and stop."""
+    progress = None
+    try:
+        check_params()
+        stages = share(training_stages(), index, count)
+        remote = default_remote()
+        print(f"shard {index}/{count}: {len(stages)} stage(s)" + (f", pushed to remote '{remote}'" if remote else ""),
+              flush=True)
+        progress = Progress(stages)
+        if not stages:
+            return
+        if not remote:  # one `dvc repro` for all: DVC's bookkeeping costs about 1.5 s a call
+            dvc("repro", *stages, progress=progress)
+            return
+        for number, stage in enumerate(stages):  # one at a time, each published before the next starts
+            with_remote(remote, "repro", "--pull", stage)
+            with_remote(remote, "push", stage)
+            if number == 0:  # the prepared data too: the run-cache holds an entry of the stage that made it
+                with_remote(remote, "push", PREPARE)
+            with_remote(remote, "push", "--run-cache", stage)
+            progress.done(stage)
+    except Interrupted as exc:
+        print(progress.summary(command) if progress else
+              f"interrupted before any run started: nothing was trained. Run `{command}` again to start.",
+              file=sys.stderr)
+        sys.exit(exit_status(exc.signum))
 
 
 def with_remote(remote: str, *args: str) -> None:
     """Run a dvc command that uses the remote, its messages shown as they come; if it fails,
     stop with a message naming the remote (name and URL) and DVC's last words on the problem."""
-    process = subprocess.Popen([sys.executable, "-m", "dvc", *args], stderr=subprocess.PIPE, text=True)
-    said: collections.deque[str] = collections.deque(maxlen=20)
-    for line in process.stderr:
-        sys.stderr.write(line)
-        if line.strip() and not line.startswith("Having any troubles?"):
-            said.append(line.strip())
-    if process.wait() != 0:
+    child = Child([sys.executable, "-m", "dvc", *args])
+    if child.wait() != 0:
         url = dvc("config", f"remote.{remote}.url", capture=True, check=False).strip()
-        problem = [line for line in said if line.startswith("ERROR")] or list(said)
+        said = [line.strip() for line in child.said if line.strip() and not line.startswith("Having any troubles?")]
+        problem = [line for line in said if line.startswith("ERROR")] or said
         # dvc-ssh 4.3's words for a remote folder it cannot write to
         if url.startswith("ssh://") and problem and "No such file" in problem[-1]:
             problem.append("(over SSH, DVC says this when the login user may not write to the remote's folder)")
@@ -112,16 +106,18 @@ def with_remote(remote: str, *args: str) -> None:
 
 @stage_main
 def main() -> None:
+    catch_signals()  # in place of stage_main's: the running stage is stopped and DVC left consistent
     parser = argparse.ArgumentParser(prog="python -m initstudy.shards", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("shard", type=parse_shard, help="i/N: this worker's number and the number of workers")
     parser.add_argument("--list", action="store_true", help="only print the shard's stages")
+    parser.add_argument("--command", help="the command that runs this, as said after Ctrl-C (e.g. `make train`)")
     args = parser.parse_args()
     index, count = args.shard
     if args.list:
         print("\n".join(share(training_stages(), index, count)))
     else:
-        train_shard(index, count)
+        train_shard(index, count, args.command or f"python -m initstudy.shards {index}/{count}")
 
 
 if __name__ == "__main__":
