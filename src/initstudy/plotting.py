@@ -435,3 +435,21 @@ def spread(runs: pd.DataFrame, spreads: dict[str, Any], path: Path, dpi: int) ->
     fig.suptitle("Does the initializer matter? Each initializer's accuracy per network; above: the spread "
                  "(best − worst, 95% CI)", fontsize="medium")
     _save(fig, path, dpi)
+
+
+def diverged_figure(runs: pd.DataFrame) -> plt.Figure:
+    """A figure for a study whose every run diverged (no curve, no accuracy to draw): it says
+    so, with each run's reason (the first 20)."""
+    shown = runs.head(20)
+    lines = [f"{r.network} · {r.initializer} · seed {r.seed}: {r.diverged_because}" for r in shown.itertuples()]
+    if len(runs) > len(shown):
+        lines.append(f"… and {len(runs) - len(shown)} more (metrics/runs.csv)")
+    fig = plt.figure(figsize=(9, 0.25 * len(lines) + 1.2), layout="constrained")
+    fig.suptitle(f"Every run of this study diverged ({len(runs)} of {len(runs)}): no curve or accuracy to draw")
+    fig.text(0.02, 0.5, "\n".join(lines), va="center", fontsize="small")
+    return fig
+
+
+def all_diverged(runs: pd.DataFrame, path: Path, dpi: int) -> None:
+    """diverged_figure, in place of a comparison plot."""
+    _save(diverged_figure(runs), path, dpi)

@@ -3,7 +3,8 @@ per-epoch table (with colours and zoom flags) that DVC's interactive plots draw.
 study has nothing to show in is left out: the depth plot without two depths, the probes
 without probes, the phase diagram without one, uniform vs normal without such a pair, the
 spread of the initializers per network without several networks and initializers. With
-several networks, a label names the network and the initializer (`net · init`)."""
+several networks, a label names the network and the initializer (`net · init`). When every
+run diverged, each plot says so and lists the runs' reasons."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from initstudy.errors import stage_main
 from initstudy.params import load_params
 from initstudy.plotting import (
     SEPARATOR,
+    all_diverged,
     convergence,
     curve_data,
     curves,
@@ -55,6 +57,10 @@ def main() -> None:
     pairs = [f for f in families if {f"{f}_uniform", f"{f}_normal"} <= set(first.initializer)]
 
     def draw(report: Path) -> None:
+        if runs.diverged.astype(bool).all():  # nothing to draw but the reasons, rather than empty axes
+            for name in ("val_accuracy", "val_loss", "final_val_accuracy", "seeds", "convergence"):
+                all_diverged(runs, report / f"{name}.png", dpi)
+            return
         for metric in ("val_accuracy", "val_loss"):
             curves(epochs, metric, report / f"{metric}.png", dpi)
         final_accuracy({"initializers": entries}, labelled(epochs), report / "final_val_accuracy.png", dpi)
