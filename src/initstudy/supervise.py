@@ -110,7 +110,7 @@ class Progress:
             return (f"interrupted: all {total} run(s) had finished, not the stages after training. "
                     f"Run `{command}` again: it trains nothing and runs those.")
         return (f"interrupted: {done} of {total} run(s) finished and are kept in the DVC cache, {total - done} did not. "
-                f"Run `{command}` again to resume: it trains only the {total - done} left.")
+                f"Run `{command}` again to resume: it restores what finished and trains the rest.")
 
 
 class Child:
