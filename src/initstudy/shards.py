@@ -20,6 +20,7 @@ import re
 import sys
 
 from initstudy.errors import StudyError, stage_main
+from initstudy.hostkeys import check_host_key
 from initstudy.supervise import Child, Interrupted, Progress, catch_signals, dvc, exit_status
 
 GROUP = "train"
@@ -65,6 +66,9 @@ def train_shard(index: int, count: int, command: str) -> None:
         check_params()
         stages = share(training_stages(), index, count)
         remote = default_remote()
+        if remote:  # DVC's SSH remote checks no host key: OpenSSH's client checks it first
+            check_host_key(*(dvc("config", f"remote.{remote}.{key}", capture=True, check=False).strip()
+                             for key in ("url", "port", "user")))
         print(f"shard {index}/{count}: {len(stages)} stage(s)" + (f", pushed to remote '{remote}'" if remote else ""),
               flush=True)
         progress = Progress(stages)
