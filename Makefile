@@ -7,7 +7,7 @@ BIN := $(if $(filter /%,$(VENV)),$(VENV),$(CURDIR)/$(VENV))/bin
 # Every path is quoted: a checkout's path may hold spaces and any other character.
 RUN := PATH="$(BIN):$$PATH" PYTHONPATH="$(CURDIR)/src$${PYTHONPATH:+:$$PYTHONPATH}" DVC_NO_ANALYTICS=1
 
-.PHONY: setup setup-remotes study train test bench bench-workers vega
+.PHONY: setup setup-remotes study train verify test bench bench-workers vega
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,11 @@ study: setup
 SHARD ?= 1/1
 train:
 	@$(call INTERRUPTIBLE,$(RUN) "$(BIN)/python" -m initstudy.shards $(SHARD) --command "make train SHARD=$(SHARD)")
+
+# Re-hash every output and input of dvc.lock and the DVC cache's objects behind them; repair
+# what is damaged (fetch it again or remake it). VERIFY_ARGS=--no-repair only reports.
+verify: setup
+	$(RUN) "$(BIN)/python" -m initstudy.verify $(VERIFY_ARGS)
 
 test: setup
 	$(RUN) "$(BIN)/python" -m pytest
