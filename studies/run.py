@@ -73,7 +73,7 @@ def run_study(name: str) -> Path:
             try:
                 code = pipeline.wait()
             except Interrupted as exc:
-                stop_group(pipeline, grace=120)
+                stop_group(pipeline, grace=120, leader=True)
                 exc.told = True
                 raise
             if code != 0:

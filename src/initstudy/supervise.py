@@ -172,22 +172,47 @@ class Child:
         return "".join(self.captured)
 
 
-def stop_group(process: subprocess.Popen, grace: float = GRACE) -> None:
-    """End `process`, started in a session of its own, and every process it started: SIGINT to
-    its group, as Ctrl-C sends it, then SIGKILL to what is left after `grace` seconds."""
-    if process.poll() is None:
-        _signal_group(process.pid, signal.SIGINT)
+def stop_group(process: subprocess.Popen, grace: float = GRACE, leader: bool = False) -> None:
+    """End `process`, started in a session of its own, and every process it started: SIGINT,
+    as Ctrl-C sends it, then SIGKILL to what is left after `grace` seconds.
+
+    Without `leader`, the signal goes to what `process` runs, not to `process` itself, which
+    then ends on its own: DVC writes dvc.lock between stages, and Ctrl-C while it writes
+    leaves half of the file; a stage interrupted, it stops and says nothing more.
+    """
+    group, signalled = process.pid, set()
+    deadline = time.monotonic() + grace
+    while process.poll() is None and time.monotonic() < deadline:
+        for pid in [group] if leader else _members(group) - {group} - signalled:
+            _signal(pid, signal.SIGINT)
+            signalled.add(pid)
         try:
-            process.wait(grace)
+            process.wait(0.2)
         except subprocess.TimeoutExpired:
             pass
-    _signal_group(process.pid, signal.SIGKILL)  # what it started and left behind
+    while _members(group) and time.monotonic() < deadline:  # what it ran, cleaning up
+        time.sleep(0.1)
+    for pid in _members(group):  # what is left
+        _signal(pid, signal.SIGKILL)
     process.wait()
 
 
-def _signal_group(group: int, signum: int) -> None:
+def _members(group: int) -> set[int]:
+    """The processes of a process group."""
+    found = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == group:
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _signal(pid: int, signum: int) -> None:
     try:
-        os.killpg(group, signum)
+        os.kill(pid, signum)
     except ProcessLookupError:
         pass
 
