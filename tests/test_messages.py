@@ -80,3 +80,10 @@ def test_a_typo_in_a_study_file_is_named_there_without_a_traceback(tmp_path: Pat
     assert "invalid params.yaml with the overrides of studies/typo.yaml:" in result.stderr
     assert "study.seed: unknown key" in result.stderr and "Did you mean 'seeds'?" in result.stderr
     assert workspace.run("git", "worktree", "list").stdout.count("\n") == 1
+
+
+def test_a_study_too_big_for_dvc_is_refused_with_the_bound_and_why(tmp_path: Path) -> None:
+    text = PARAMS.replace("\n  seeds: [0, 1, 2]", "\n  seeds: [" + ", ".join(map(str, range(5000))) + "]", 1)
+    assert text != PARAMS
+    message = check(tmp_path, text)
+    assert "study: 60,000 runs (1 network(s) × 12 initializer(s) × 5000 seed(s)); at most 1,000:" in message

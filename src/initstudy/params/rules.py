@@ -8,6 +8,12 @@ from initstudy.datasets import DATASETS
 from initstudy.params.messages import hint
 from initstudy.params.schema import FEW_IMAGES, LSUVInit, Params
 
+# The most training runs (stages) a study may have. DVC's cost grows with the stages before
+# any of them runs: with 1,000 on a 2-core machine `dvc stage list` took 6 s, `dvc status`
+# 14 s, and `dvc repro` 0.2 s per target it is given (63 s for 300), each growing with the
+# study's size; with 5,000, `make study` started no run in 10 minutes (docs/scaling.md).
+MAX_RUNS = 1000
+
 
 def cross_key_problems(sections: dict[str, Any], labels: dict[str, list[str]], sizes: bool) -> list[str]:
     """Every problem between keys of different sections, among the `sections` that are valid
@@ -28,6 +34,12 @@ def cross_key_problems(sections: dict[str, Any], labels: dict[str, list[str]], s
             problems += [f"{key} = {label!r}: not a label under {section} ({', '.join(known)}).{hint(label, known)}"
                          for key, label in extra + [(f"study.{section}[{i}]", label) for i, label in enumerate(chosen)]
                          if label not in known]
+        runs = len(study.networks) * len(study.initializers) * len(study.seeds)
+        if runs > MAX_RUNS:
+            problems.append(f"study: {runs:,} runs ({len(study.networks)} network(s) × {len(study.initializers)} "
+                            f"initializer(s) × {len(study.seeds)} seed(s)); at most {MAX_RUNS:,}: DVC's bookkeeping "
+                            "grows faster than the runs, and with 5,000 no run starts for minutes. Split it into "
+                            "studies of fewer seeds or networks (docs/scaling.md, \"How big a study\")")
         if analysis and analysis.reference in labels.get("initializers", []) and \
                 analysis.reference not in study.initializers:
             problems.append(f"analysis.reference = {analysis.reference!r} is not one of "
