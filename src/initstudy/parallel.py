@@ -11,7 +11,9 @@ checked out of the shared cache, so that `dvc repro` here finds them up to date,
 nothing, and runs the stages after training (restoring each run from the run-cache, as
 `dvc repro` would, rewrites the whole dvc.lock after each: BENCHMARKS.md). The thread count
 changes no result on JAX (docs/scaling.md, "Threads"), so the runs are the bits one worker
-would make.
+would make. Each worker checks the data out of the cache (it never downloads it again); a
+line is printed for each run that finishes, and Ctrl-C stops the workers, removes their
+worktrees and says what finished (supervise.py).
 
     python -m initstudy.parallel             # as many workers as CPUs
     python -m initstudy.parallel --workers 1 # plain `dvc repro`

@@ -8,7 +8,9 @@ entries, so that the remote never holds a training entry without its files and a
 worker loses at most the run in progress. Stages whose run another worker or an earlier
 attempt already pushed are restored from the remote (`dvc repro --pull`), not trained.
 If the remote fails, the shard stops with a message naming it and DVC's reason; what it
-trained stays in the local cache, and a rerun pushes it without training it again.
+trained stays in the local cache, and a rerun pushes it without training it again. With
+an SSH remote, the server's host key is checked first (hostkeys.py). A line is printed
+for each run that finishes; Ctrl-C stops the stage in progress and says what finished.
 
     python -m initstudy.shards 2/4          # or: make train SHARD=2/4
 """
