@@ -5,7 +5,9 @@ the pipeline on them as `make study` does (python -m initstudy.parallel) in a gi
 of HEAD beside the repository (sharing its DVC cache, so runs it already trained are not
 trained again), then copies into
 studies/<name>/ the params it ran with, its dvc.lock, metrics and plots (those the plots stage
-drew, and init_layers.png). Same params and seeds give the same files, bit for bit.
+drew, and init_layers.png). Same params and seeds give the same files, bit for bit. The
+study's params are checked first, named after studies/<name>.yaml; the data comes from the
+cache where it is there; Ctrl-C stops the pipeline, removes the worktree and says what finished.
 
     python studies/run.py depth        # INITSTUDY_DATA_MIRROR works as for `dvc repro`
 """
@@ -25,6 +27,7 @@ import yaml
 
 from initstudy.errors import StudyError
 from initstudy.parallel import share_cache
+from initstudy.shards import PREPARE
 from initstudy.params import parse_params
 from initstudy.supervise import Interrupted, catch_signals, dvc, exit_status, run, stop_group
 
@@ -62,6 +65,8 @@ def run_study(name: str) -> Path:
             run("git", "worktree", "add", "--quiet", "--detach", str(tree), "HEAD", cwd=ROOT)
             (tree / "params.yaml").write_text(yaml.safe_dump(study_params(name), sort_keys=False))
             share_cache(tree, dvc("cache", "dir", cwd=ROOT, capture=True).strip())
+            # the data from the cache, where it is: the worktree does not download it again
+            dvc("checkout", "--quiet", "--with-deps", PREPARE, cwd=tree, check=False)
             # the stages import the worktree's own package, not the one installed from the repository
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree / "src"), os.environ.get("PYTHONPATH")])))
             # `make study`'s way: the training stages spread over one worker per CPU (INITSTUDY_WORKERS to choose)

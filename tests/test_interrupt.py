@@ -119,7 +119,7 @@ def trained(output: str) -> set[str]:
 def assert_resumed(output: str, finished: int) -> None:
     """A rerun trains what had not finished (a run that ended as the signal came is restored too)
     and restores the rest."""
-    restored = set(re.findall(r"Stage '(train@[^']+)' is cached - skipping run", output))
+    restored = set(re.findall(r"Stage '(train@[^']+)' (?:is cached - skipping run|didn't change)", output))
     if finished == len(RUNS):  # restored from the cache if the signal came before they were gathered
         assert not trained(output), output
         return

@@ -34,6 +34,7 @@ GRACE = 15.0  # seconds a child has to end after SIGINT: a training stage ends w
 # DVC's lines (on stdout) that start and end a stage: a run starts, or is restored from the run-cache; then its lock entry
 STARTED = re.compile(r"^(?:Running stage|Stage) '(train@[^']+)'(?::| is cached)")
 FINISHED = "Updating lock file"
+UP_TO_DATE = re.compile(r"^Stage '(train@[^']+)' didn't change")  # finished before (make train's share)
 
 
 class Interrupted(Exception):
@@ -145,7 +146,9 @@ class Child:
             if not quiet.is_set():
                 to.write(f"{self.prefix}{line}")
                 to.flush()
-            if self.progress and (started := STARTED.match(line)):
+            if self.progress and (done := UP_TO_DATE.match(line)):
+                self.progress.done(done[1])
+            elif self.progress and (started := STARTED.match(line)):
                 running = started[1]
             elif self.progress and running and line.startswith(FINISHED):
                 self.progress.done(running, f" ({self.prefix.strip(' []')})" if self.prefix else "")
