@@ -29,7 +29,7 @@ from initstudy.errors import StudyError
 from initstudy.parallel import share_cache
 from initstudy.shards import PREPARE
 from initstudy.params import parse_params
-from initstudy.supervise import Interrupted, catch_signals, dvc, exit_status, run, stop_group
+from initstudy.supervise import Interrupted, catch_signals, dvc, exit_status, interrupted, run, stop_group
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -109,8 +109,7 @@ def main() -> None:
         sys.exit(f"error: {exc}")
     except Interrupted as exc:
         if not exc.told:
-            print(f"interrupted before any run started: nothing was trained. Run `python studies/run.py {name}` "
-                  "again to start.", file=sys.stderr)
+            print(interrupted(None, f"python studies/run.py {name}"), file=sys.stderr)
         sys.exit(exit_status(exc.signum))
 
 

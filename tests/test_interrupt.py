@@ -103,8 +103,8 @@ def assert_clean_stop(job: Job, workspace: Workspace, output: str, command: str)
         time.sleep(0.1)
     assert workspace.run("git", "worktree", "list").stdout.count("\n") == 1
     assert not list(job.tmp.iterdir())
-    leftovers = [p for folder in ("runs", "metrics", "plots", "data") for p in (workspace.path / folder).rglob(".*.tmp*")]
-    assert not leftovers
+    folders = [workspace.path / folder for folder in ("runs", "metrics", "plots", "data")]
+    assert not [path for folder in folders for path in folder.rglob(".*.tmp*")]
     match = re.search(r"(\d+) of (\d+) run\(s\) finished|all (\d+) run\(s\) had finished", lines[0])
     if match is None:
         assert "before any run started" in lines[0]

@@ -20,7 +20,8 @@ RUN = "runs/mlp-zeros-0"
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Workspace:
     """A study of one run, reproduced (each test leaves it repaired)."""
-    workspace = Workspace.create(tmp_path_factory.mktemp("verify") / "repo", mirror=str(mnist_dir), **dict(TINY, study={"seeds": [0]}))
+    workspace = Workspace.create(tmp_path_factory.mktemp("verify") / "repo", mirror=str(mnist_dir),
+                                 **dict(TINY, study={"initializers": ["zeros"], "seeds": [0]}))
     workspace.commit("one run")
     workspace.repro()
     return workspace

@@ -34,7 +34,8 @@ from dvc.utils.serialize import load_yaml, modify_yaml
 
 from initstudy.errors import StudyError, stage_main
 from initstudy.shards import GROUP, PREPARE, check_params, share
-from initstudy.supervise import Child, Interrupted, Progress, catch_signals, dvc, exit_status, run, shielded
+from initstudy.supervise import (Child, Interrupted, Progress, catch_signals, dvc, exit_status, interrupted, run,
+                                 shielded)
 
 
 def stale_training_stages() -> list[str]:
@@ -72,7 +73,7 @@ def make_worktree(path: Path, cache: str) -> None:
         with modify_yaml(str(lock)) as data:
             for name in [name for name in data.get("stages", {}) if name.startswith(f"{GROUP}@")]:
                 del data["stages"][name]
-    dvc("checkout", "--quiet", "--with-deps", PREPARE, cwd=path)
+    dvc("checkout", "--quiet", "--with-deps", PREPARE, cwd=path, check=False)  # else it runs them, as before
 
 
 def train_in_workers(stages: list[str], workers: int, progress: Progress) -> None:
@@ -146,9 +147,7 @@ def reproduce(workers: int, command: str) -> None:
             train_in_workers(stages, min(workers, len(stages)), progress)
         dvc("repro", progress=progress)
     except Interrupted as exc:
-        print(progress.summary(command) if progress else
-              f"interrupted before any run started: nothing was trained. Run `{command}` again to start.",
-              file=sys.stderr)
+        print(interrupted(progress, command), file=sys.stderr)
         sys.exit(exit_status(exc.signum))
 
 

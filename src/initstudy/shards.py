@@ -23,7 +23,7 @@ import sys
 
 from initstudy.errors import StudyError, stage_main
 from initstudy.hostkeys import check_host_key
-from initstudy.supervise import Child, Interrupted, Progress, catch_signals, dvc, exit_status
+from initstudy.supervise import Child, Interrupted, Progress, catch_signals, dvc, exit_status, interrupted
 
 GROUP = "train"
 PREPARE = "prepare"  # the stage whose output every training stage reads
@@ -87,9 +87,7 @@ def train_shard(index: int, count: int, command: str) -> None:
             with_remote(remote, "push", "--run-cache", stage)
             progress.done(stage)
     except Interrupted as exc:
-        print(progress.summary(command) if progress else
-              f"interrupted before any run started: nothing was trained. Run `{command}` again to start.",
-              file=sys.stderr)
+        print(interrupted(progress, command), file=sys.stderr)
         sys.exit(exit_status(exc.signum))
 
 

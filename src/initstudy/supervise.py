@@ -31,7 +31,8 @@ from initstudy.errors import StudyError
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GRACE = 15.0  # seconds a child has to end after SIGINT: a training stage ends within one
-# DVC's lines (on stdout) that start and end a stage: a run starts, or is restored from the run-cache; then its lock entry
+# DVC's lines (on stdout) that start and end a stage: a run starts, or is restored from the
+# run-cache; then its lock entry is written
 STARTED = re.compile(r"^(?:Running stage|Stage) '(train@[^']+)'(?::| is cached)")
 FINISHED = "Updating lock file"
 UP_TO_DATE = re.compile(r"^Stage '(train@[^']+)' didn't change")  # finished before (make train's share)
@@ -104,14 +105,17 @@ class Progress:
             print(f"run {count} of {total} finished: {stage}{who}; {tqdm.format_interval(elapsed)} elapsed, "
                   f"about {tqdm.format_interval(left)} left, done at about {end:%H:%M}", flush=True)
 
-    def summary(self, command: str) -> str:
-        """The one line said on an interruption: what finished, what did not, how to resume."""
-        done, total = len(self.finished), len(self.stages)
-        if done == total:
-            return (f"interrupted: all {total} run(s) had finished, not the stages after training. "
-                    f"Run `{command}` again: it trains nothing and runs those.")
-        return (f"interrupted: {done} of {total} run(s) finished and are kept in the DVC cache, {total - done} did not. "
-                f"Run `{command}` again to resume: it restores what finished and trains the rest.")
+
+def interrupted(progress: Progress | None, command: str) -> str:
+    """The one line said on an interruption: what finished, what did not, how to resume."""
+    if progress is None:
+        return f"interrupted before any run started: nothing was trained. Run `{command}` again to start."
+    done, total = len(progress.finished), len(progress.stages)
+    if done == total:
+        return (f"interrupted: all {total} run(s) had finished, not the stages after training. "
+                f"Run `{command}` again: it trains nothing and runs those.")
+    return (f"interrupted: {done} of {total} run(s) finished and are kept in the DVC cache, {total - done} did not. "
+            f"Run `{command}` again to resume: it restores what finished and trains the rest.")
 
 
 class Child:
