@@ -194,7 +194,8 @@ def verify(fix: bool) -> int:
     if findings.missing:
         print(f"{findings.missing} output(s) are not in the cache: not damage; `dvc pull` or `dvc repro` brings them")
     if not findings.damaged and not findings.differs:
-        print(f"nothing damaged: {len(cache.seen)} cache object(s) and the workspace's outputs hash as dvc.lock says")
+        whole = sum(state == "ok" for state in cache.seen.values())
+        print(f"nothing damaged: {whole} cache object(s) and the workspace's outputs hash as dvc.lock says")
         return 0
     if not fix:
         return 2
