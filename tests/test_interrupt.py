@@ -164,3 +164,19 @@ def test_studies_run_stops_cleanly_and_resumes(origin: Workspace, tmp_path: Path
     again = Job(workspace, command, tmp_path / "again.log", INITSTUDY_WORKERS="2").finish()
     assert len(trained(again)) <= len(RUNS) - finished, again
     assert (workspace.path / "studies" / "tiny" / "summary.json").is_file()
+
+
+def test_worktrees_left_by_a_killed_make_study_are_removed_by_the_next(origin: Workspace, tmp_path: Path) -> None:
+    """SIGKILL leaves no time to clean up: the next `make study` removes the worktrees and
+    stops the workers that ran on, then resumes."""
+    workspace = origin.clone(tmp_path / "killed")
+    job = Job(workspace, make("study", "WORKERS=2"), tmp_path / "make.log")
+    job.until(r"^\[\d/2\] Running stage 'train@")
+    os.killpg(job.process.pid, signal.SIGKILL)  # make and the command; the workers run on in their sessions
+    job.process.wait()
+    assert workspace.run("git", "worktree", "list").stdout.count("\n") == 3
+    again = Job(workspace, make("study", "WORKERS=2"), tmp_path / "again.log").finish()
+    assert "removed the worktrees that an earlier run, killed, left in" in again
+    assert workspace.run("git", "worktree", "list").stdout.count("\n") == 1
+    assert not list(job.tmp.iterdir()) and not processes_in(job.tmp)
+    assert workspace.repro() == set()

@@ -22,9 +22,11 @@ worktrees and says what finished (supervise.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -32,10 +34,15 @@ from pathlib import Path
 from configobj import ConfigObj
 from dvc.utils.serialize import load_yaml, modify_yaml
 
+from initstudy.atomic import write_json
 from initstudy.errors import StudyError, stage_main
 from initstudy.shards import GROUP, PREPARE, check_params, share
 from initstudy.supervise import (Child, Interrupted, Progress, catch_signals, dvc, exit_status, interrupted, run,
                                  shielded)
+
+
+WORKERS_PREFIX = "initstudy-workers-"  # the temporary folder of the workers' worktrees
+OWNER = "owner.json"  # in it: the process that made it, and its workers' process groups
 
 
 def stale_training_stages() -> list[str]:
@@ -76,15 +83,47 @@ def make_worktree(path: Path, cache: str) -> None:
     dvc("checkout", "--quiet", "--with-deps", PREPARE, cwd=path, check=False)  # else it runs them, as before
 
 
+def remove_stale_workers() -> None:
+    """Remove the worktrees that an earlier run left when it was killed (SIGKILL leaves it no
+    time to clean up): those in a workers' folder whose owner is gone. Its workers, which
+    run on in sessions of their own, are killed first."""
+    listing = run("git", "worktree", "list", "--porcelain", capture=True)
+    trees = [Path(line.removeprefix("worktree ")) for line in listing.splitlines() if line.startswith("worktree ")]
+    for root in {tree.parent for tree in trees if tree.parent.name.startswith(WORKERS_PREFIX)}:
+        owner = json.loads((root / OWNER).read_text()) if (root / OWNER).is_file() else {}
+        if owner.get("pid") and _alive(owner["pid"]):
+            continue
+        for group in owner.get("groups", []):
+            with contextlib.suppress(OSError):
+                os.killpg(group, signal.SIGKILL)
+        for tree in (tree for tree in trees if tree.parent == root):
+            run("git", "worktree", "remove", "--force", str(tree), check=False, capture=True)
+        shutil.rmtree(root, ignore_errors=True)
+        print(f"removed the worktrees that an earlier run, killed, left in {root}", file=sys.stderr)
+    run("git", "worktree", "prune", check=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def train_in_workers(stages: list[str], workers: int, progress: Progress) -> None:
     """Reproduce `stages` in `workers` worktrees at once, sharing this checkout's DVC cache;
     copy their logs into logs/. Interrupted, stop the workers, then remove the worktrees."""
     cache = dvc("cache", "dir", capture=True).strip()
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
-    root = Path(tempfile.mkdtemp(prefix="initstudy-workers-"))
+    remove_stale_workers()
+    root = Path(tempfile.mkdtemp(prefix=WORKERS_PREFIX))
     trees = [root / f"worker-{i}" for i in range(1, workers + 1)]
     children: list[Child] = []
     try:
+        write_json(root / OWNER, {"pid": os.getpid(), "groups": []})
         for tree in trees:
             make_worktree(tree, cache)
         for i, tree in enumerate(trees, 1):
@@ -94,6 +133,7 @@ def train_in_workers(stages: list[str], workers: int, progress: Progress) -> Non
                 filter(None, [str(tree / "src"), os.environ.get("PYTHONPATH")])))
             children.append(Child([sys.executable, "-m", "dvc", "repro", *mine], cwd=tree, env=env,
                                   prefix=f"[{i}/{workers}] ", progress=progress))
+        write_json(root / OWNER, {"pid": os.getpid(), "groups": [child.process.pid for child in children]})
         failed = [i for i, child in enumerate(children, 1) if child.wait() != 0]
         for tree in trees:
             for log in (tree / "logs").glob("*.json"):
