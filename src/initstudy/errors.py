@@ -46,17 +46,25 @@ def megabytes(size: int) -> str:
     return f"{size / 1e6:,.1f} MB"
 
 
+def _whole(path: Path) -> bool:
+    """Whether an output is whole: a run's folder (under runs/) once it holds metrics.json,
+    which the train stage writes last; what a failed write left of one says nothing."""
+    return path.parent.name != "runs" or (path / "metrics.json").is_file()
+
+
 def space_needed(out: Path) -> str:
-    """About how much room writing `out` takes: the largest output like it beside it (a run of
-    the same network: `runs/<network>-…`), else its own size the last time. (What a failed
-    write left of it says nothing: DVC removes a stage's outputs before it runs.)"""
+    """About how much room writing `out` takes: the largest whole output like it beside it (a
+    run of the same network: `runs/<network>-…`), else its own size the last time (a stage
+    run by hand over its earlier output), else unknown."""
     kind = out.name.split("-")[0]
     like = [p for p in out.parent.iterdir() if p != out and p.name.split("-")[0] == kind and
-            not p.name.startswith(".")] if out.parent.is_dir() else []
+            not p.name.startswith(".") and _whole(p)] if out.parent.is_dir() else []
     largest = max(map(_size, like), default=0)
     if largest:
         return f"about {megabytes(largest)} (the largest output like it beside it)"
-    return f"about {megabytes(_size(out))} (its size the last time)" if _size(out) else "an unknown amount"
+    if _whole(out) and _size(out):
+        return f"about {megabytes(_size(out))} (its size the last time)"
+    return "an unknown amount (no whole output like it beside it to go by)"
 
 
 def disk_full_message(exc: OSError, out: Path | None, needs: str | None = None) -> str:
