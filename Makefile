@@ -44,7 +44,7 @@ train:
 # Re-hash every output and input of dvc.lock and the DVC cache's objects behind them; repair
 # what is damaged (fetch it again or remake it). VERIFY_ARGS=--no-repair only reports.
 verify: setup
-	$(RUN) "$(BIN)/python" -m initstudy.verify $(VERIFY_ARGS)
+	@$(call INTERRUPTIBLE,$(RUN) "$(BIN)/python" -m initstudy.verify $(VERIFY_ARGS))
 
 test: setup
 	$(RUN) "$(BIN)/python" -m pytest

@@ -27,7 +27,7 @@ from pathlib import Path
 from dvc.utils.serialize import load_yaml
 
 from initstudy.errors import StudyError, stage_main
-from initstudy.supervise import catch_signals, dvc
+from initstudy.supervise import Interrupted, catch_signals, dvc, exit_status
 
 
 def file_md5(path: Path) -> str:
@@ -214,7 +214,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m initstudy.verify", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-repair", action="store_true", help="only report what is damaged (exit status 2)")
-    sys.exit(verify(not parser.parse_args().no_repair))
+    fix = not parser.parse_args().no_repair
+    try:
+        sys.exit(verify(fix))
+    except Interrupted as exc:
+        print("interrupted: what was repaired stays repaired; run `make verify` again to check the rest",
+              file=sys.stderr)
+        sys.exit(exit_status(exc.signum))
 
 
 if __name__ == "__main__":
