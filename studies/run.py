@@ -8,6 +8,7 @@ studies/<name>/ the params it ran with, its dvc.lock, metrics and plots (those t
 drew, and init_layers.png). Same params and seeds give the same files, bit for bit.
 
     python studies/run.py depth        # INITSTUDY_DATA_MIRROR works as for `dvc repro`
+    python studies/run.py depth --redraw   # only its PNGs again, from its committed files
 """
 
 from __future__ import annotations
@@ -76,10 +77,33 @@ def run_study(name: str) -> Path:
     return out
 
 
+def redraw(name: str) -> Path:
+    """Draw study `name`'s PNGs again from the files in studies/<name>/, with the code of the
+    plots stages and the study's params (today's schema: those its runs used are the same, as
+    tests/test_committed_studies.py checks); a plot the study no longer draws is removed."""
+    out = HERE / name
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])))
+    with tempfile.TemporaryDirectory(prefix=f"redraw-{name}-") as tmp:
+        drawn = Path(tmp)
+        (drawn / "params.yaml").write_text(yaml.safe_dump(study_params(name), sort_keys=False))
+        common = ["--metrics", str(out), "--params", str(drawn / "params.yaml")]
+        subprocess.run([sys.executable, "src/stages/plots.py", *common, "--out", str(drawn)], cwd=ROOT, env=env,
+                       check=True)
+        subprocess.run([sys.executable, "src/stages/plots_init.py", *common, "--out", str(drawn / "comparison"),
+                        "--layers-only"], cwd=ROOT, env=env, check=True)
+        for png in out.glob("*.png"):
+            png.unlink()
+        for png in (drawn / "comparison").glob("*.png"):
+            shutil.copy2(png, out / png.name)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=sorted(p.stem for p in HERE.glob("*.yaml")))
-    print(f"results in {run_study(parser.parse_args().name)}")
+    parser.add_argument("--redraw", action="store_true", help="only draw the study's PNGs again from its files")
+    args = parser.parse_args()
+    print(f"results in {(redraw if args.redraw else run_study)(args.name)}")
 
 
 if __name__ == "__main__":

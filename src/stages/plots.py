@@ -3,7 +3,11 @@ per-epoch table (with colours and zoom flags) that DVC's interactive plots draw.
 study has nothing to show in is left out: the depth plot without two depths, the probes
 without probes, the phase diagram without one, uniform vs normal without such a pair, the
 spread of the initializers per network without several networks and initializers. With
-several networks, a label names the network and the initializer (`net · init`)."""
+several networks, a label names the network and the initializer (`net · init`). Every plot
+names the networks and initializers in words (`plotting.plain_names`), not by their labels.
+
+`--params` and `--metrics` read another study's files: a committed study's redrawn from its
+folder (studies/run.py --redraw)."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from initstudy.plotting import (
     depth,
     final_accuracy,
     labelled,
+    plain_names,
     phase,
     probes,
     seeds,
@@ -37,8 +42,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--metrics", type=Path, default=Path("metrics"))
     parser.add_argument("--out", type=Path, default=Path("plots"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    params = load_params()
+    params = load_params(args.params)
     dpi, target = params.plots.dpi, params.analysis.target_accuracy
     epochs = pd.read_csv(args.metrics / "epochs.csv")
     runs = pd.read_csv(args.metrics / "runs.csv")
@@ -53,23 +59,24 @@ def main() -> None:
     table = pd.read_csv(args.metrics / "probes.csv")
     first = epochs[epochs.network == next(iter(summary))]
     pairs = [f for f in families if {f"{f}_uniform", f"{f}_normal"} <= set(first.initializer)]
+    names = plain_names(params, [*summary, *runs.initializer.unique()])
 
     def draw(report: Path) -> None:
         for metric in ("val_accuracy", "val_loss"):
-            curves(epochs, metric, report / f"{metric}.png", dpi)
-        final_accuracy({"initializers": entries}, labelled(epochs), report / "final_val_accuracy.png", dpi)
-        seeds(labelled(epochs), report / "seeds.png", dpi)
-        convergence(labelled(runs), target, report / "convergence.png", dpi)
+            curves(epochs, metric, report / f"{metric}.png", dpi, names)
+        final_accuracy({"initializers": entries}, labelled(epochs), report / "final_val_accuracy.png", dpi, names)
+        seeds(labelled(epochs), report / "seeds.png", dpi, names)
+        convergence(labelled(runs), target, report / "convergence.png", dpi, names)
         if pairs:
             uniform_vs_normal(first, pairs, report / "uniform_vs_normal.png", dpi)
         if networks.depth.nunique() > 1:
-            depth(networks, target, report / "depth.png", dpi)
+            depth(networks, runs, target, report / "depth.png", dpi, names)
         if diagrams:
-            phase(networks, diagrams, report / "phase.png", dpi)
+            phase(networks, diagrams, report / "phase.png", dpi, names)
         if not table.empty:
-            probes(table, report / "probes.png", dpi)
+            probes(table, report / "probes.png", dpi, names)
         if spreads and several and runs.initializer.nunique() > 1:
-            spread(runs, spreads, report / "spread.png", dpi)
+            spread(runs, spreads, report / "spread.png", dpi, names)
 
     write_text(args.out / "curves.csv", curve_data(epochs).to_csv(index=False))
     write_folder(args.out / "comparison", draw)
