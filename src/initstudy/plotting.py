@@ -18,7 +18,7 @@ from matplotlib import patheffects  # noqa: E402
 from matplotlib.colors import to_hex, to_rgb  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
 from initstudy.atomic import write_atomically  # noqa: E402
 
@@ -33,11 +33,11 @@ DIVERGED_COLOUR = "#6e6e6e"  # what diverged: a phase-diagram cell whose every r
 # Okabe–Ito and Tol palettes, told apart with the common colour-vision deficiencies.
 FAMILY_COLOURS = {
     "glorot": "#0072B2", "he": "#D55E00", "lecun": "#009E73", "random": "#CC79A7", "orthogonal": "#E69F00",
-    "identity": "#56B4E9", "lsuv": "#000000", "zeros": "#7F7F7F", "ones": "#999933", "truncated": "#44AA99",
+    "identity": "#332288", "lsuv": "#000000", "zeros": "#7F7F7F", "ones": "#999933", "truncated": "#44AA99",
     "torch": "#882255",
 }
 # Labels of no known family, each its own colour in turn (Tol's muted palette).
-OTHER_COLOURS = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499"]
+OTHER_COLOURS = ["#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499"]
 # Lightness shifts within a family: uniform lighter, normal darker, then further shades.
 SHADES = {"uniform": 0.16, "normal": -0.12, "": 0.0}
 MORE_SHADES = [0.0, -0.12, 0.16, -0.22, 0.26, 0.08, -0.06]
@@ -225,12 +225,17 @@ def curves(epochs: pd.DataFrame, metric: str, path: Path, dpi: int, names: dict[
             ax.fill_between(g.epoch, g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.2)
         if is_loss:
             ax.set_yscale("log")
-        ax.set(xlabel="epoch", ylabel=label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+        if len(panels) == 2:
+            ax.set(xlabel="epoch", ylabel=label)
     handles, labels = panels[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize="small", loc="outside right center" if len(panels) == 2 else "center right")
-    fig.suptitle(f"{label} per epoch (mean ± std over seeds)")
+    if len(panels) == 2:
+        fig.suptitle(f"{label} per epoch (mean ± std over seeds)")
+    else:
+        _frame(fig, f"{label} per epoch (mean ± std over seeds)", "epoch")
+        fig.supylabel(label, x=0.1 / fig.get_figwidth(), ha="left")
     _save(fig, path, dpi)
 
 
@@ -274,24 +279,30 @@ def final_accuracy(summary: dict[str, Any], epochs: pd.DataFrame, path: Path, dp
 def _grid(
     names: list[str], ncols: int = 4, sharex: bool = True, legend_right: bool = False
 ) -> tuple[plt.Figure, dict[str, plt.Axes]]:
-    """A panel per name, `ncols` to a row; unused panels hidden; `legend_right`: room for a
-    figure legend right of the panels."""
+    """A panel per name (its title wrapped to two lines at most), `ncols` to a row; unused
+    panels hidden; `legend_right`: room for a figure legend right of the panels."""
     nrows = math.ceil(len(names) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols + (2.2 if legend_right else 0), 2.6 * nrows + 0.8),
-                             sharex=sharex, squeeze=False)
-    # fixed spacing: a layout engine costs more than the drawing on a grid this size
-    right = 1 - 2.3 / (3.4 * ncols + 2.2) if legend_right else 0.98
-    fig.subplots_adjust(left=0.05 if ncols > 2 else 0.1, right=right, bottom=0.8 / (2.6 * nrows + 0.8),
-                        top=1 - 0.75 / (2.6 * nrows + 0.8), hspace=0.5, wspace=0.3)
+    width, height = 3.4 * ncols + (2.4 if legend_right else 0), 2.9 * nrows + 1.0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), sharex=sharex, squeeze=False)
+    # fixed spacing, in inches: a layout engine costs more than the drawing on a grid this size
+    fig.subplots_adjust(left=0.75 / width, right=1 - (2.5 if legend_right else 0.2) / width, bottom=0.75 / height,
+                        top=1 - 0.75 / height, hspace=0.45, wspace=0.35)
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
     panels = dict(zip(names, axes.flat))
     for name, ax in panels.items():
-        ax.set_title(name, fontsize="small")
+        ax.set_title(textwrap.fill(textwrap.shorten(name, 88, placeholder="…"), 44), fontsize="small")
         ax.grid(alpha=0.3)
         if sharex:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig, panels
+
+
+def _frame(fig: plt.Figure, title: str, xlabel: str) -> None:
+    """A grid's title and x label, a fixed distance (in inches) from its top and bottom."""
+    height = fig.get_figheight()
+    fig.suptitle(title, y=1 - 0.12 / height, va="top")
+    fig.supxlabel(xlabel, y=0.08 / height, va="bottom")
 
 
 def seeds(epochs: pd.DataFrame, path: Path, dpi: int, names: dict[str, str] | None = None) -> None:
@@ -311,8 +322,7 @@ def seeds(epochs: pd.DataFrame, path: Path, dpi: int, names: dict[str, str] | No
                                 label="training, mean")
     if labels:
         panels[show(labels[0])].legend(fontsize="x-small")
-    fig.suptitle("Every seed's validation accuracy (solid) and the mean training accuracy (dashed)")
-    fig.supxlabel("epoch")
+    _frame(fig, "Every seed's validation accuracy (solid) and the mean training accuracy (dashed)", "epoch")
     _save(fig, path, dpi)
 
 
@@ -334,8 +344,7 @@ def uniform_vs_normal(epochs: pd.DataFrame, families: list[str], path: Path, dpi
             ax.fill_between(curve.index, curve["mean"] - curve["std"], curve["mean"] + curve["std"],
                             color=line.get_color(), alpha=0.2)
         ax.legend(fontsize="small")
-    fig.suptitle("Uniform vs normal: validation accuracy (mean ± std over seeds)")
-    fig.supxlabel("epoch")
+    _frame(fig, "Uniform vs normal: validation accuracy (mean ± std over seeds)", "epoch")
     _save(fig, path, dpi)
 
 
@@ -349,7 +358,8 @@ def convergence(runs: pd.DataFrame, target: float, path: Path, dpi: int, names: 
     # bottom to top: every run diverged, never reached, then slowest to fastest
     gone = [n for n in dict.fromkeys(every.initializer) if n not in means.index]
     order = gone + list(means.fillna(math.inf).sort_values(ascending=False, kind="stable").index)
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(order) + 1.8), layout="constrained")
+    longest = max((len(show(n)) for n in order), default=0)
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.075 * longest + 6), 0.35 * len(order) + 1.8), layout="constrained")
     for y, name in enumerate(order):
         if name in gone:
             ax.text(0.1, y, "diverged: every run", va="center", fontsize="small", color=DIVERGED_COLOUR,
@@ -364,8 +374,8 @@ def convergence(runs: pd.DataFrame, target: float, path: Path, dpi: int, names: 
     ax.set_yticks(range(len(order)), [show(n) for n in order])
     ax.set_ylim(-0.7, len(order) - 0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel=f"epochs until validation accuracy ≥ {target:g}",
-           title="Convergence speed (bar: mean over seeds that reached it; dots: seeds)")
+    ax.set(xlabel=f"epochs until validation accuracy ≥ {target:g}")
+    fig.suptitle("Convergence speed (bar: mean over the seeds that reached it; dots: seeds)")
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path, dpi)
 
@@ -492,6 +502,7 @@ def probes(table: pd.DataFrame, path: Path, dpi: int, names: dict[str, str] | No
                 ax.text(0.5, 0.5, "diverged:\nno later probe", transform=ax.transAxes, ha="center", va="center",
                         fontsize="x-small", color=DIVERGED_COLOUR)
             ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())  # a narrow range labels its minor ticks, and they collide
             ax.grid(alpha=0.3)
         row[0].set_ylabel(f"{textwrap.fill(show(network), 22)}\n{measure.replace('_', ' ')}", fontsize="small")
     for ax, name in zip(axes[0], labels):
@@ -512,8 +523,7 @@ def init_weights(histograms: pd.DataFrame, path: Path, dpi: int, names: dict[str
         share = h["count"] / h["count"].sum()
         panels[show(name)].stairs(share, [*h.bin_low, h.bin_high.iloc[-1]], label=f"layer {layer}")
     next(iter(panels.values())).legend(fontsize="x-small")
-    fig.suptitle("Initial kernel weights per layer (share of weights per bin; first seed)")
-    fig.supxlabel("weight value")
+    _frame(fig, "Initial kernel weights per layer (share of weights per bin; first seed)", "weight value")
     _save(fig, path, dpi)
 
 

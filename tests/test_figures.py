@@ -1,0 +1,128 @@
+"""Every kind of figure, drawn from a committed study's files by the plots stages' own code:
+no text leaves the figure, and no two texts overlap (matplotlib gives the extent of each one
+it draws)."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+import yaml
+from matplotlib.text import Text
+
+import initstudy.plotting as plotting
+from initstudy.params import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "studies"))
+import run as run_study  # noqa: E402
+
+DPI = 50  # the extents scale with the resolution; what overlaps does not
+SLACK = 1.0  # pixels: extents that merely touch are not a collision
+
+
+def drawn_texts(fig: plt.Figure, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
+    """(text, extent in pixels) of every non-empty text the figure draws."""
+    texts: list[tuple[str, object]] = []
+    draw = Text.draw
+
+    def recorded(self: Text, renderer) -> None:
+        draw(self, renderer)
+        if self.get_visible() and self.get_text().strip() and self.get_alpha() != 0:
+            texts.append((self.get_text(), self.get_window_extent(renderer)))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Text, "draw", recorded)
+        fig.canvas.draw()
+    return texts
+
+
+def problems(fig: plt.Figure, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts of a figure that leave it or overlap another."""
+    texts = drawn_texts(fig, monkeypatch)
+    box = fig.bbox
+    found = [f"{text!r} leaves the figure ({extent.x0:.0f}, {extent.y0:.0f}, {extent.x1:.0f}, {extent.y1:.0f} "
+             f"in {box.width:.0f} × {box.height:.0f})"
+             for text, extent in texts
+             if extent.x0 < box.x0 - SLACK or extent.y0 < box.y0 - SLACK
+             or extent.x1 > box.x1 + SLACK or extent.y1 > box.y1 + SLACK]
+    for (a, one), (b, other) in combinations(texts, 2):
+        width = min(one.x1, other.x1) - max(one.x0, other.x0)
+        height = min(one.y1, other.y1) - max(one.y0, other.y0)
+        if width > SLACK and height > SLACK:
+            found.append(f"{a!r} overlaps {b!r}")
+    return found
+
+
+def render(stage: str, metrics: Path, params: Path, out: Path, monkeypatch: pytest.MonkeyPatch,
+           *extra: str) -> dict[str, list[str]]:
+    """Run a plots stage's script in this process; for each PNG it would write, the problems
+    of its figure."""
+    found: dict[str, list[str]] = {}
+
+    def checked(fig: plt.Figure, path: Path, dpi: int) -> None:
+        fig.set_dpi(dpi)
+        found[path.name] = problems(fig, monkeypatch)
+        plt.close(fig)
+
+    monkeypatch.setattr(plotting, "_save", checked)
+    monkeypatch.setattr(sys, "argv", [stage, "--metrics", str(metrics), "--params", str(params), "--out", str(out),
+                                      *extra])
+    runpy.run_path(str(ROOT / "src/stages" / stage), run_name="__main__")
+    return found
+
+
+def study_params(name: str, tmp_path: Path) -> Path:
+    """The study's params at a low resolution."""
+    params = run_study.study_params(name) if name != "default" else yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["plots"]["dpi"] = DPI
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    load_params(path)
+    return path
+
+
+# A study per kind of figure it shows that the others do not: one network and its histograms
+# (default), uniform vs normal (activations), depth with epochs and a phase diagram whose
+# initializers share a σ_w² (depth), the phase diagram (phase), several networks, probes and
+# the spread (residual).
+STUDIES = {"default": ROOT / "metrics", **{name: ROOT / "studies" / name
+                                          for name in ("activations", "depth", "phase", "residual")}}
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_no_text_of_a_figure_leaves_it_or_overlaps_another(name: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    metrics, params = STUDIES[name], study_params(name, tmp_path)
+    found = render("plots.py", metrics, params, tmp_path, monkeypatch)
+    extra = [] if (metrics / "init_histograms.csv").exists() else ["--layers-only"]
+    found |= render("plots_init.py", metrics, params, tmp_path, monkeypatch, *extra)
+    assert {png: issues for png, issues in found.items() if issues} == {}
+    assert {"val_accuracy.png", "final_val_accuracy.png", "init_layers.png"} <= set(found)
+
+
+def test_the_studies_draw_every_kind_of_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the test above covers: every figure the stages draw is one of some study."""
+    kinds = set()
+    for name in ("default", "activations", "depth", "residual"):
+        monkeypatch.setattr(plotting, "_save", lambda fig, path, dpi: (kinds.add(path.name), plt.close(fig)))
+        monkeypatch.setattr(sys, "argv", ["plots.py", "--metrics", str(STUDIES[name]), "--params",
+                                          str(study_params(name, tmp_path)), "--out", str(tmp_path)])
+        runpy.run_path(str(ROOT / "src/stages/plots.py"), run_name="__main__")
+    assert kinds == {"val_accuracy.png", "val_loss.png", "final_val_accuracy.png", "seeds.png", "convergence.png",
+                     "uniform_vs_normal.png", "depth.png", "phase.png", "probes.png", "spread.png"}
+
+
+def test_a_collision_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    fig, ax = plt.subplots(figsize=(3, 2), dpi=DPI)
+    ax.set_title("a title")
+    ax.text(0.5, 1.02, "on the title", transform=ax.transAxes, ha="center")
+    ax.text(1.5, 0.5, "off the figure", transform=ax.transAxes)
+    found = problems(fig, monkeypatch)
+    plt.close(fig)
+    assert any("'on the title' overlaps" in issue or "overlaps 'on the title'" in issue for issue in found)
+    assert any(issue.startswith("'off the figure' leaves the figure") for issue in found)
