@@ -1,0 +1,111 @@
+"""The numbers the docs quote from the committed studies are those of the studies' files:
+the tables are written from them (initstudy.doctables), and each number quoted in prose is
+checked here against the file it comes from."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from initstudy.doctables import PAGES, TABLES, rewritten
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_the_tables_are_written_from_the_studies_files(page: Path) -> None:
+    text = page.read_text()
+    assert rewritten(text) == text, "stale tables: run `python -m initstudy.doctables`"
+
+
+def test_every_table_is_on_a_page() -> None:
+    marked = set(re.findall(r"<!-- table: ([\w-]+) -->", "".join(page.read_text() for page in PAGES)))
+    assert marked == set(TABLES)
+
+
+def summary(study: str = "default") -> dict:
+    folder = ROOT / "metrics" if study == "default" else ROOT / "studies" / study
+    return json.loads((folder / "summary.json").read_text())
+
+
+def quoted() -> dict[str, str]:
+    """The numbers the prose quotes, as it writes them, from the committed files."""
+    mlp = summary()["networks"]["mlp"]
+    entries = mlp["initializers"]
+    ones = entries["ones"]["final_val_accuracy"]
+    runs = pd.read_csv(ROOT / "metrics" / "runs.csv")
+    seeds = runs[runs.initializer == "ones"].sort_values("seed").final_val_accuracy
+    sensible = {n: e for n, e in entries.items() if n not in ("zeros", "ones")}
+    tested = [e["vs_reference"] for e in sensible.values() if "vs_reference" in e]
+    epochs = {n: e["convergence"].get("epochs_to_target") for n, e in entries.items()}
+    spread = summary("residual")["initializer_spread"]
+    phase = summary("phase")["phase_diagram"]
+    return {
+        "ones": f"{ones['mean']:.2f} ± {ones['std']:.2f}",
+        "ones_range": f"{ones['min']:.2f} to {ones['max']:.2f}",
+        "ones_seeds": ", ".join(f"{v:.2f}" for v in seeds),
+        "ones_p": f"{entries['ones']['vs_reference']['p_value']:.3f}",
+        "ones_adjusted": f"{entries['ones']['vs_reference']['p_adjusted']:.3f}",
+        "sensible_p": f"{min(t['p_value'] for t in tested):.3f}",
+        "sensible_adjusted": f"{min(t['p_adjusted'] for t in tested):.3f}",
+        "sensible_range": "–".join(f"{v:.3f}" for v in (min(e["final_val_accuracy"]["mean"] for e in sensible.values()),
+                                                        max(e["final_val_accuracy"]["mean"] for e in sensible.values()))),
+        "pairs_p": f"{min(pair['p_value'] for pair in mlp['uniform_vs_normal'].values()):.3f}",
+        **{f"epochs_{name}": f"{value:.1f}" for name, value in epochs.items() if value is not None},
+        **{f"spread_{network}": f"{entry['spread']:.{3 if entry['spread'] < 0.095 else 2}f}"
+           for network, entry in spread.items()},
+        **{f"agree_{activation}": f"{entry['agreement']:.0%}" for activation, entry in phase.items()},
+    }
+
+
+# (page, a sentence with the numbers it quotes as {names} of quoted())
+CLAIMS = [
+    ("README.md", "**ones** ends far behind ({ones}, its seeds from {ones_range})"),
+    ("README.md", "all reach {sensible_range}"),
+    ("README.md", "{epochs_orthogonal} epochs to 0.97 for orthogonal, {epochs_glorot_uniform} for glorot_uniform, "
+                  "{epochs_identity} for identity"),
+    ("README.md", "minus the worst's is {spread_relu_d32} on the plain network and {spread_relu_bn_d32} with batch norm"),
+    ("README.md", "It is {spread_res_d32} on a residual stack"),
+    ("README.md", "it is {spread_res_bn_d32} and {spread_res_zero_d32}, the size of the differences between seeds"),
+    ("README.md", "in {agree_tanh} (tanh) and {agree_relu} (ReLU) of its cells"),
+    ("docs/studies.md", "**ones** ends far behind, {ones} (seeds: {ones_seeds})"),
+    ("docs/studies.md", "Its raw p against glorot_uniform is {ones_p}, and with 3 seeds and 15 tests the adjusted p is "
+                        "{ones_adjusted}"),
+    ("docs/studies.md", "(raw p ≥ {sensible_p}, adjusted p ≥ {sensible_adjusted})"),
+    ("docs/studies.md", "Nor does uniform vs normal matter (p ≥ {pairs_p})"),
+    ("docs/studies.md", "orthogonal reaches 0.97 validation accuracy in {epochs_orthogonal} epochs, glorot_normal, "
+                        "he_normal and he_uniform in {epochs_he_normal}, glorot_uniform and lecun_uniform in "
+                        "{epochs_glorot_uniform}, identity takes {epochs_identity}"),
+]
+
+
+@pytest.mark.parametrize("page, claim", CLAIMS)
+def test_each_quoted_number_is_the_committed_files(page: str, claim: str) -> None:
+    text = " ".join((ROOT / page).read_text().split())  # line breaks as spaces
+    assert claim.format(**quoted()) in text
+
+
+def test_the_prose_claims_that_epochs_tie_where_it_groups_them() -> None:
+    values = quoted()
+    assert values["epochs_glorot_normal"] == values["epochs_he_normal"] == values["epochs_he_uniform"]
+    assert values["epochs_lecun_uniform"] == values["epochs_glorot_uniform"]
+
+
+@pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc runs from the project's environment")
+def test_the_front_page_gives_the_width_of_dvc_exp_show() -> None:
+    shown = subprocess.run(["dvc", "exp", "show", "--csv"], cwd=ROOT, capture_output=True, text=True, check=True)
+    header = next(csv.reader(io.StringIO(shown.stdout)))
+    columns = [c for c in header if c not in ("Experiment", "rev", "typ", "Created", "parent")]
+    readme = (ROOT / "README.md").read_text()
+    assert f"a column per metric, param and dependency, {len(columns)} in all" in readme
+    block = readme[readme.index("$ dvc exp show --drop"):]
+    width = max(len(line) for line in block[:block.index("```")].splitlines()[1:])
+    assert f"That is {width} characters" in readme
