@@ -70,7 +70,8 @@ def run_study(name: str) -> Path:
             for result in RESULTS:
                 source, target = tree / result, out / Path(result).name
                 (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
-            for png in [*(tree / "plots" / "comparison").glob("*.png"), tree / "plots" / "init" / "init_layers.png"]:
+            for png in [*(tree / "plots" / "comparison").glob("*.png"), *(tree / "plots" / "epochs").glob("*.png"),
+                        tree / "plots" / "init" / "init_layers.png"]:
                 shutil.copy2(png, out / png.name)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
@@ -93,7 +94,7 @@ def redraw(name: str) -> Path:
                         "--layers-only"], cwd=ROOT, env=env, check=True)
         for png in out.glob("*.png"):
             png.unlink()
-        for png in (drawn / "comparison").glob("*.png"):
+        for png in drawn.glob("*/*.png"):
             shutil.copy2(png, out / png.name)
     return out
 

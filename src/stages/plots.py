@@ -1,5 +1,7 @@
-"""DVC stage `plots`: PNG comparison plots of the trained runs in <out>/comparison/, and the
-per-epoch table (with colours and zoom flags) that DVC's interactive plots draw. A plot the
+"""DVC stage `plots`: PNG comparison plots of the trained runs in <out>/comparison/, the
+curves per epoch that the report draws interactively as PNGs in <out>/epochs/ (for the docs;
+the report shows each curve once), and the per-epoch table (with colours and zoom flags)
+that DVC's interactive plots draw. A plot the
 study has nothing to show in is left out: the depth plot without two depths, the probes
 without probes, the phase diagram without one, uniform vs normal without such a pair, the
 spread of the initializers per network without several networks and initializers. With
@@ -61,9 +63,11 @@ def main() -> None:
     pairs = [f for f in families if {f"{f}_uniform", f"{f}_normal"} <= set(first.initializer)]
     names = plain_names(params, [*summary, *runs.initializer.unique()])
 
-    def draw(report: Path) -> None:
+    def draw_curves(report: Path) -> None:
         for metric in ("val_accuracy", "val_loss"):
             curves(epochs, metric, report / f"{metric}.png", dpi, names)
+
+    def draw(report: Path) -> None:
         final_accuracy({"initializers": entries}, labelled(epochs), report / "final_val_accuracy.png", dpi, names)
         seeds(labelled(epochs), report / "seeds.png", dpi, names)
         convergence(labelled(runs), target, report / "convergence.png", dpi, names)
@@ -80,6 +84,7 @@ def main() -> None:
 
     write_text(args.out / "curves.csv", curve_data(epochs).to_csv(index=False))
     write_folder(args.out / "comparison", draw)
+    write_folder(args.out / "epochs", draw_curves)
 
 if __name__ == "__main__":
     main()
