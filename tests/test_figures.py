@@ -10,6 +10,7 @@ from itertools import combinations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 import yaml
 from matplotlib.text import Text
@@ -126,3 +127,77 @@ def test_a_collision_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     plt.close(fig)
     assert any("'on the title' overlaps" in issue or "overlaps 'on the title'" in issue for issue in found)
     assert any(issue.startswith("'off the figure' leaves the figure") for issue in found)
+
+
+def figures(stage: str, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> dict:
+    """The figures a plots stage draws for a committed study, by PNG name, drawn."""
+    drawn: dict[str, plt.Figure] = {}
+
+    def keep(fig: plt.Figure, path: Path, dpi: int) -> None:
+        fig.canvas.draw()
+        drawn[path.name] = fig
+
+    monkeypatch.setattr(plotting, "_save", keep)
+    monkeypatch.setattr(sys, "argv", [stage, "--metrics", str(STUDIES[name]), "--params",
+                                      str(study_params(name, tmp_path)), "--out", str(tmp_path), *extra])
+    runpy.run_path(str(ROOT / "src/stages" / stage), run_name="__main__")
+    return drawn
+
+
+def texts(fig: plt.Figure) -> list[str]:
+    return [t.get_text() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+
+
+def test_the_phase_diagram_has_a_cell_per_initializer_and_averages_none(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the depth study, Glorot uniform, LeCun normal and orthogonal share σ_w² = 1: three
+    columns, each cell its own accuracy, the depths and σ_w² ticked as measured."""
+    fig = figures("plots.py", "depth", tmp_path, monkeypatch)["phase.png"]
+    networks = pd.read_csv(STUDIES["depth"] / "networks.csv").dropna(subset=["weight_variance"])
+    relu, tanh = fig.axes[:2]
+    assert [t.get_text().split("\n")[0] for t in relu.get_xticklabels()] == ["0.32", "0.333", "1", "1", "1", "2"]
+    assert [t.get_text() for t in relu.get_yticklabels()] == ["2", "8", "16", "32"]
+    written = sorted(t.get_text() for t in relu.texts)
+    expected = sorted(f"{v:.2f}" for v in networks[networks.activation == "relu"].final_val_accuracy)
+    assert written == expected  # 24 cells, each a (network, initializer) of the study, no mean of two
+    plt.close("all")
+
+
+def test_the_plots_name_networks_and_initializers_in_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = figures("plots.py", "residual", tmp_path, monkeypatch)
+    ticks = [t.get_text() for t in drawn["spread.png"].axes[0].get_xticklabels()]
+    assert ticks == ["32 ReLU layers", "32 ReLU layers\nbatch norm", "32 ReLU layers\nresidual",
+                     "32 ReLU layers\nresidual\nbatch norm", "32 ReLU layers\nresidual\nzero branches"]
+    shown = texts(drawn["spread.png"])
+    assert {"Glorot uniform", "He normal", "LeCun normal", "LSUV", "PyTorch default", "random normal, std 0.05"} <= set(shown)
+    assert not any("_" in text for figure in drawn.values() for text in texts(figure) if "σ" not in text), \
+        [text for figure in drawn.values() for text in texts(figure) if "_" in text and "σ" not in text]
+    # the spread to as many decimals as tell it from zero, as the docs quote it
+    assert "0.004\n(0.002–0.007)" in shown and "0.84\n(0.84–0.85)" in shown
+    plt.close("all")
+
+
+def test_the_variance_argument_predicts_nothing_for_ones_and_identity(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    fig = figures("plots_init.py", "default", tmp_path, monkeypatch)["init_layers.png"]
+    activation = fig.axes[0]
+    dashed = [line for line in activation.get_lines() if line.get_linestyle() == "--"]
+    solid = {line.get_color(): line.get_label() for line in activation.get_lines() if line.get_linestyle() != "--"}
+    assert sorted(solid[line.get_color()] for line in dashed) == sorted(set(solid.values()) - {"ones", "identity"})
+    assert "not for ones, identity" in activation.get_title()
+    plt.close("all")
+
+
+def test_diverged_runs_are_told_from_runs_at_chance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The residual study: four initializers diverge on the plain residual stack (accuracy
+    0.098), three stay at chance on the plain network (0.1135)."""
+    drawn = figures("plots.py", "residual", tmp_path, monkeypatch)
+    spread = drawn["spread.png"].axes[0]
+    hollow = [line for line in spread.get_lines() if line.get_fillstyle() == "none"]
+    assert len(hollow) == 4 and all(1.5 < line.get_xdata()[0] < 2.5 for line in hollow)  # on res_d32, the third
+    at_chance = [line for line in spread.get_lines()
+                 if line.get_fillstyle() == "full" and abs(line.get_ydata()[0] - 0.1135) < 1e-3]
+    assert len(at_chance) == 3 and all(line.get_xdata()[0] < 0.5 for line in at_chance)  # on relu_d32, filled
+    rows = texts(drawn["final_val_accuracy.png"])
+    assert rows.count("diverged (3 of 3)") == 4
+    plt.close("all")
