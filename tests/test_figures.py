@@ -87,12 +87,13 @@ def study_params(name: str, tmp_path: Path) -> Path:
     return path
 
 
-# A study per kind of figure it shows that the others do not: one network and its histograms
-# (default), uniform vs normal (activations), depth with epochs and a phase diagram whose
-# initializers share a σ_w² (depth), the phase diagram (phase), several networks, probes and
-# the spread (residual).
-STUDIES = {"default": ROOT / "metrics", **{name: ROOT / "studies" / name
-                                          for name in ("activations", "depth", "phase", "residual")}}
+# Every committed study: among them one network and its histograms (default), uniform vs
+# normal (activations), depth with epochs and a phase diagram whose initializers share a σ_w²
+# (depth), a phase diagram of one panel (depth-adam), the phase diagram (phase), several
+# networks, probes and the spread (residual).
+STUDIES = {"default": ROOT / "metrics", **{name: ROOT / "studies" / name for name in
+                                          ("activations", "depth", "depth-adam", "phase", "pytorch-default",
+                                           "residual")}}
 
 
 @pytest.mark.parametrize("name", STUDIES)

@@ -208,7 +208,8 @@ def curves(epochs: pd.DataFrame, metric: str, path: Path, dpi: int, names: dict[
     colors = label_colours(labels)
     is_loss = metric.endswith("loss")
     label = metric.replace("_", " ")
-    if stats.network.nunique() <= 1:
+    single = stats.network.nunique() <= 1
+    if single:
         final = stats.groupby("initializer", sort=False)["mean"].last().dropna()
         fig, axes = plt.subplots(1, 2, figsize=(14, 5), sharex=True, layout="constrained")
         panels = list(zip(axes, [stats, stats[stats.initializer.isin(_leaders(final, is_loss))]]))
@@ -225,17 +226,17 @@ def curves(epochs: pd.DataFrame, metric: str, path: Path, dpi: int, names: dict[
             ax.fill_between(g.epoch, g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.2)
         if is_loss:
             ax.set_yscale("log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
-        if len(panels) == 2:
+        if single:
             ax.set(xlabel="epoch", ylabel=label)
     handles, labels = panels[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize="small", loc="outside right center" if len(panels) == 2 else "center right")
-    if len(panels) == 2:
+    fig.legend(handles, labels, fontsize="small", loc="outside right center" if single else "center right")
+    if single:
         fig.suptitle(f"{label} per epoch (mean ± std over seeds)")
     else:
         _frame(fig, f"{label} per epoch (mean ± std over seeds)", "epoch")
-        fig.supylabel(label, x=0.1 / fig.get_figwidth(), ha="left")
+        fig.supylabel(label, x=0.3 / fig.get_figwidth())
     _save(fig, path, dpi)
 
 
@@ -285,7 +286,7 @@ def _grid(
     width, height = 3.4 * ncols + (2.4 if legend_right else 0), 2.9 * nrows + 1.0
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), sharex=sharex, squeeze=False)
     # fixed spacing, in inches: a layout engine costs more than the drawing on a grid this size
-    fig.subplots_adjust(left=0.75 / width, right=1 - (2.5 if legend_right else 0.2) / width, bottom=0.75 / height,
+    fig.subplots_adjust(left=1.15 / width, right=1 - (2.5 if legend_right else 0.2) / width, bottom=0.75 / height,
                         top=1 - 0.75 / height, hspace=0.45, wspace=0.35)
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
@@ -294,7 +295,7 @@ def _grid(
         ax.set_title(textwrap.fill(textwrap.shorten(name, 88, placeholder="…"), 44), fontsize="small")
         ax.grid(alpha=0.3)
         if sharex:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     return fig, panels
 
 
@@ -373,7 +374,7 @@ def convergence(runs: pd.DataFrame, target: float, path: Path, dpi: int, names: 
         ax.plot(reached, [y] * len(reached), "k.", markersize=5)
     ax.set_yticks(range(len(order)), [show(n) for n in order])
     ax.set_ylim(-0.7, len(order) - 0.3)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.set(xlabel=f"epochs until validation accuracy ≥ {target:g}")
     fig.suptitle("Convergence speed (bar: mean over the seeds that reached it; dots: seeds)")
     ax.grid(axis="x", alpha=0.3)
@@ -413,7 +414,7 @@ def init_layers(layers: pd.DataFrame, path: Path, dpi: int, names: dict[str, str
                         transform=ax.transAxes, ha="center", va="top", fontsize="small")
             ax.set_yscale(scale)
             ax.set_title(f"{show(network)}: {title}" if len(networks) > 1 else title, fontsize="medium")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             ax.grid(alpha=0.3)
     fig.supxlabel("Dense or Conv2D layer, input to output (last: output)")
     fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize="small", loc="outside right center")
@@ -461,7 +462,7 @@ def depth(networks: pd.DataFrame, runs: pd.DataFrame, target: float, path: Path,
         if timed:
             axes[1][column].set(title=f"{ACTIVATION_NAMES.get(activation, activation)}: epochs to validation "
                                       f"accuracy {target:g} (gap: never)", ylabel="epochs")
-            axes[1][column].yaxis.set_major_locator(MaxNLocator(integer=True))
+            axes[1][column].yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         axes[-1][column].set_xlabel("hidden layers")
         for ax in axes[:, column]:
             ax.set_xscale("log", base=2)
@@ -576,7 +577,9 @@ def phase(networks: pd.DataFrame, diagrams: dict[str, Any], path: Path, dpi: int
                     continue
                 text = "diverged" if math.isnan(value) else f"{value:.2f}"
                 ax.text(i, j, text, ha="center", va="center", fontsize=7.5, zorder=5,
-                        color="black" if not math.isnan(value) and value > 0.6 else "white")
+                        color="black" if not math.isnan(value) and value > 0.6 else "white",
+                        bbox={"boxstyle": "square,pad=0.15", "edgecolor": "none",  # over the lines, in the cell's colour
+                              "facecolor": DIVERGED_COLOUR if math.isnan(value) else mesh.cmap(mesh.norm(value))})
         bias = float(group.bias_variance.mode().iloc[0])
         sigmas, depths = columns.weight_variance.to_numpy(float), rows.depth.to_numpy(float)
         dense = np.linspace(sigmas.min(), sigmas.max(), 121)
@@ -628,8 +631,9 @@ def phase(networks: pd.DataFrame, diagrams: dict[str, Any], path: Path, dpi: int
     legend = fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=len(handles),
                         fontsize="small", facecolor="#444444", labelcolor="white")
     legend.get_frame().set_alpha(1)
-    fig.suptitle(f"Where a network can train: measurement (colour; trains = accuracy above "
-                 f"{next(iter(diagrams.values()))['trains_above']:g}) and mean-field theory (lines)")
+    fig.suptitle(textwrap.fill(f"Where a network can train: measurement (colour; trains = accuracy above "
+                               f"{next(iter(diagrams.values()))['trains_above']:g}) and mean-field theory (lines)",
+                               int(10 * fig.get_figwidth())))
     _save(fig, path, dpi)
 
 
