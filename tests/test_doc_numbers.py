@@ -56,8 +56,8 @@ def quoted() -> dict[str, str]:
         "ones_adjusted": f"{entries['ones']['vs_reference']['p_adjusted']:.3f}",
         "sensible_p": f"{min(t['p_value'] for t in tested):.3f}",
         "sensible_adjusted": f"{min(t['p_adjusted'] for t in tested):.3f}",
-        "sensible_range": "–".join(f"{v:.3f}" for v in (min(e["final_val_accuracy"]["mean"] for e in sensible.values()),
-                                                        max(e["final_val_accuracy"]["mean"] for e in sensible.values()))),
+        "sensible_range": "–".join(f"{f(e['final_val_accuracy']['mean'] for e in sensible.values()):.3f}"
+                                   for f in (min, max)),
         "pairs_p": f"{min(pair['p_value'] for pair in mlp['uniform_vs_normal'].values()):.3f}",
         **{f"epochs_{name}": f"{value:.1f}" for name, value in epochs.items() if value is not None},
         **{f"spread_{network}": f"{entry['spread']:.{3 if entry['spread'] < 0.095 else 2}f}"
@@ -72,7 +72,8 @@ CLAIMS = [
     ("README.md", "all reach {sensible_range}"),
     ("README.md", "{epochs_orthogonal} epochs to 0.97 for orthogonal, {epochs_glorot_uniform} for glorot_uniform, "
                   "{epochs_identity} for identity"),
-    ("README.md", "minus the worst's is {spread_relu_d32} on the plain network and {spread_relu_bn_d32} with batch norm"),
+    ("README.md", "minus the worst's is {spread_relu_d32} on the plain network and {spread_relu_bn_d32} with "
+                  "batch norm"),
     ("README.md", "It is {spread_res_d32} on a residual stack"),
     ("README.md", "it is {spread_res_bn_d32} and {spread_res_zero_d32}, the size of the differences between seeds"),
     ("README.md", "in {agree_tanh} (tanh) and {agree_relu} (ReLU) of its cells"),

@@ -170,7 +170,8 @@ def test_the_plots_name_networks_and_initializers_in_words(tmp_path: Path, monke
     assert ticks == ["32 ReLU layers", "32 ReLU layers\nbatch norm", "32 ReLU layers\nresidual",
                      "32 ReLU layers\nresidual\nbatch norm", "32 ReLU layers\nresidual\nzero branches"]
     shown = texts(drawn["spread.png"])
-    assert {"Glorot uniform", "He normal", "LeCun normal", "LSUV", "PyTorch default", "random normal, std 0.05"} <= set(shown)
+    assert {"Glorot uniform", "He normal", "LeCun normal", "LSUV", "PyTorch default",
+            "random normal, std 0.05"} <= set(shown)
     assert not any("_" in text for figure in drawn.values() for text in texts(figure) if "σ" not in text), \
         [text for figure in drawn.values() for text in texts(figure) if "_" in text and "σ" not in text]
     # the spread to as many decimals as tell it from zero, as the docs quote it

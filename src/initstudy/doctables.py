@@ -113,7 +113,8 @@ def spread(study: str) -> str:
     threshold = next(iter(summary(study).get("phase_diagram", {}).values()), {}).get("trains_above", 0.5)
     return markdown(pd.DataFrame({
         "network": [f"`{network}`" for network in entries],
-        "spread (95% CI)": [f"{e['spread']:.3f} ({e['ci95_low']:.3f}–{e['ci95_high']:.3f})" for e in entries.values()],
+        "spread (95% CI)": [f"{e['spread']:.3f} ({e['ci95_low']:.3f}–{e['ci95_high']:.3f})"
+                            for e in entries.values()],
         "best": [e["best"] for e in entries.values()],
         "worst": [e["worst"] for e in entries.values()],
         f"fail (mean ≤ {threshold:g})": [e["fail"] for e in entries.values()],
@@ -122,7 +123,8 @@ def spread(study: str) -> str:
 
 TABLES: dict[str, Callable[[], str]] = {
     "default-results": lambda: section("default", "Final accuracy"),
-    "default-convergence": lambda: section("default", "Convergence, stability, generalization (target val accuracy 0.97)"),
+    "default-convergence": lambda: section("default",
+                                           "Convergence, stability, generalization (target val accuracy 0.97)"),
     "default-uniform-vs-normal": lambda: section("default", "Uniform vs normal (final val accuracy)"),
     "activations": lambda: with_tests("activations", {"mlp_small": "ReLU (`mlp_small`)",
                                                       "mlp_small_tanh": "tanh (`mlp_small_tanh`)"}),

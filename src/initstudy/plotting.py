@@ -273,7 +273,8 @@ def final_accuracy(summary: dict[str, Any], epochs: pd.DataFrame, path: Path, dp
         ax.set(xlabel="final validation accuracy", title=title)
         ax.grid(alpha=0.3)
     axes[0].set_xlim(0, 1)
-    fig.suptitle("Final validation accuracy (marker: mean ± std over the seeds that did not diverge; dots: single seeds)")
+    fig.suptitle("Final validation accuracy (marker: mean ± std over the seeds that did not diverge; "
+                 "dots: single seeds)")
     _save(fig, path, dpi)
 
 
@@ -393,7 +394,8 @@ def init_layers(layers: pd.DataFrame, path: Path, dpi: int, names: dict[str, str
     networks = list(dict.fromkeys(layers.network))
     means = layers.groupby(["network", "initializer", "layer"], sort=False).mean(numeric_only=True)
     silent = [n for n in labels if n in unpredicted]
-    predicted_title = "output std (dashed: predicted" + (f"; not for {', '.join(map(show, silent))})" if silent else ")")
+    predicted_title = "output std (dashed: predicted" + (f"; not for {', '.join(map(show, silent))})"
+                                                         if silent else ")")
     panels = [("activation_std", predicted_title, "log"),
               ("gradient_norm", "kernel's gradient norm", "log"),
               ("inactive_fraction", "dead or saturated units", "linear")]
@@ -578,7 +580,8 @@ def phase(networks: pd.DataFrame, diagrams: dict[str, Any], path: Path, dpi: int
                 text = "diverged" if math.isnan(value) else f"{value:.2f}"
                 ax.text(i, j, text, ha="center", va="center", fontsize=7.5, zorder=5,
                         color="black" if not math.isnan(value) and value > 0.6 else "white",
-                        bbox={"boxstyle": "square,pad=0.15", "edgecolor": "none",  # over the lines, in the cell's colour
+                        # over the lines, in the cell's colour
+                        bbox={"boxstyle": "square,pad=0.15", "edgecolor": "none",
                               "facecolor": DIVERGED_COLOUR if math.isnan(value) else mesh.cmap(mesh.norm(value))})
         bias = float(group.bias_variance.mode().iloc[0])
         sigmas, depths = columns.weight_variance.to_numpy(float), rows.depth.to_numpy(float)
