@@ -135,7 +135,7 @@ def test_plots_show_renders_every_plot_offline_in_a_browser(study, render_page) 
     assert len(re.findall(r'<svg[^>]*class="marks"', dom)) == 3  # val_accuracy, val_loss, accuracy
     assert dom.count("Symbol legend titled 'initializer'") == 3
     lines = drawn_lines(dom)
-    initializers = ["zeros", "he_normal", "glorot_uniform"]
+    initializers = ["zeros", "He normal", "Glorot uniform"]  # in words, as the PNGs name them
     assert {key for key in lines} == {(name, "workspace") for name in initializers}
     colours = {name: {stroke for stroke, _ in lines[(name, "workspace")]} for name in initializers}
     assert all(len(c) == 1 for c in colours.values())  # one colour per initializer in every plot
@@ -174,7 +174,7 @@ def test_plots_diff_tells_revisions_apart_and_keeps_each_initializers_colour(stu
     images = layout_boxes(project.path / "diff/index.html", "img")
     assert len(images) >= 4 and all(x + width <= 1400 for x, _, width, _ in images), images
     lines = drawn_lines(dom)
-    for name in ("zeros", "he_normal", "glorot_uniform"):
+    for name in ("zeros", "He normal", "Glorot uniform"):
         (old_colour, old_dash), = {style for style in lines[(name, "HEAD~1")]}
         (new_colour, new_dash), = {style for style in lines[(name, "workspace")]}
         assert old_colour == new_colour and old_dash != new_dash

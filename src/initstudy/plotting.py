@@ -169,11 +169,13 @@ def labelled(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(initializer=frame.network + SEPARATOR + frame.initializer)
 
 
-def curve_data(epochs: pd.DataFrame) -> pd.DataFrame:
-    """The per-epoch table for DVC's interactive plots: each row with its initializer's colour,
-    and per accuracy column whether the initializer belongs in the zoomed panel (1) or not (0)."""
+def curve_data(epochs: pd.DataFrame, names: dict[str, str] | None = None) -> pd.DataFrame:
+    """The per-epoch table for DVC's interactive plots: each row with its initializer's colour
+    and plain name, and per accuracy column whether the initializer belongs in the zoomed panel
+    (1) or not (0)."""
     epochs = labelled(epochs)
-    data = epochs.assign(colour=epochs.initializer.map(label_colours(list(dict.fromkeys(epochs.initializer)))))
+    data = epochs.assign(colour=epochs.initializer.map(label_colours(list(dict.fromkeys(epochs.initializer)))),
+                         name=epochs.initializer.map(_namer(names)))
     for metric in ("val_accuracy", "accuracy"):
         final = epochs.sort_values("epoch").groupby("initializer").last()[metric]
         data[f"zoom_{metric}"] = data.initializer.isin(_leaders(final.dropna(), is_loss=False)).astype(int)

@@ -82,7 +82,7 @@ def main() -> None:
         if spreads and several and runs.initializer.nunique() > 1:
             spread(runs, spreads, report / "spread.png", dpi, names)
 
-    write_text(args.out / "curves.csv", curve_data(epochs).to_csv(index=False))
+    write_text(args.out / "curves.csv", curve_data(epochs, names).to_csv(index=False))
     write_folder(args.out / "comparison", draw)
     write_folder(args.out / "epochs", draw_curves)
 
