@@ -209,7 +209,7 @@ def curves(epochs: pd.DataFrame, metric: str, path: Path, dpi: int, names: dict[
     labels = list(dict.fromkeys(epochs.initializer))
     colors = label_colours(labels)
     is_loss = metric.endswith("loss")
-    label = metric.replace("_", " ")
+    label = metric.replace("val_", "validation ").replace("_", " ")
     single = stats.network.nunique() <= 1
     if single:
         final = stats.groupby("initializer", sort=False)["mean"].last().dropna()
@@ -224,7 +224,8 @@ def curves(epochs: pd.DataFrame, metric: str, path: Path, dpi: int, names: dict[
     for ax, shown in panels:
         for initializer, g in shown.groupby("initializer", sort=False):
             color = colors[initializer]
-            ax.plot(g.epoch, g["mean"], label=show(initializer), color=color)
+            ax.plot(g.epoch, g["mean"], label=show(initializer), color=color,
+                    marker="o" if len(g) < 3 else None, markersize=4)  # one epoch is a point, not a line
             ax.fill_between(g.epoch, g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.2)
         if is_loss:
             ax.set_yscale("log")
@@ -320,10 +321,11 @@ def seeds(epochs: pd.DataFrame, path: Path, dpi: int, names: dict[str, str] | No
     for (name, _), run in epochs.groupby(["initializer", "seed"], sort=False):
         ax = panels[show(name)]
         label = None if ax.lines else "validation, a line per seed"
-        ax.plot(run.epoch, run.val_accuracy, color=colors[name], alpha=0.8, linewidth=1, label=label)
+        ax.plot(run.epoch, run.val_accuracy, color=colors[name], alpha=0.8, linewidth=1, label=label,
+                marker="o" if len(run) < 3 else None, markersize=4)
     for name in labels:
         panels[show(name)].plot(train.loc[name].index, train.loc[name], "--", color="black", linewidth=1,
-                                label="training, mean")
+                                label="training, mean", marker="x" if len(train.loc[name]) < 3 else None)
     if labels:
         panels[show(labels[0])].legend(fontsize="x-small")
     _frame(fig, "Every seed's validation accuracy (solid) and the mean training accuracy (dashed)", "epoch")
