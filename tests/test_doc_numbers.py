@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from initstudy.doctables import PAGES, TABLES, rewritten
 
@@ -114,3 +115,61 @@ def test_the_front_page_gives_the_width_of_dvc_exp_show() -> None:
     block = readme[readme.index("$ dvc exp show --drop"):]
     width = max(len(line) for line in block[:block.index("```")].splitlines()[1:])
     assert f"That is {width} characters" in readme
+
+
+# The sections of docs/studies.md, by the start of their heading, and the studies whose files they quote.
+SECTIONS = {
+    "The default study": ["default"],
+    "Activations": ["activations"],
+    "When does the initializer matter? Depth": ["depth", "depth-adam"],
+    "PyTorch's default": ["pytorch-default", "depth"],
+    "Where can a network train?": ["phase"],
+    "Does batch norm or a residual connection": ["residual"],
+}
+# Numbers the prose quotes that no committed file holds, and why.
+NOT_IN_THE_FILES = {
+    "0.0505": "√(2/784), He's std on 784 inputs, worked out in the text",
+    "0.039": "an adjusted p before the numerics pins, as history",
+    "0.751": "the first training, on another host, as history",
+    "0.630": "the first training, on another host, as history",
+}
+
+
+def numbers(study: str) -> list[float]:
+    """Every number of a study's params and summary.json, each run's final and best val
+    accuracy, and the mean over seeds of each layer's measures at initialization."""
+    folder = ROOT / "metrics" if study == "default" else ROOT / "studies" / study
+    found: list[float] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, (dict, list)):
+            for item in value.values() if isinstance(value, dict) else value:
+                walk(item)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            found.append(float(value))
+
+    walk(summary(study))
+    walk(yaml.safe_load((ROOT / "params.yaml" if study == "default" else folder / "params.yaml").read_text()))
+    runs = pd.read_csv(folder / "runs.csv")[["final_val_accuracy", "best_val_accuracy"]]
+    layers = pd.read_csv(folder / "init_layers.csv").groupby(["network", "initializer", "layer"]).mean(
+        numeric_only=True)[["activation_std", "predicted_std", "inactive_fraction"]]
+    found += [v for frame in (runs, layers) for v in frame.to_numpy().ravel().tolist() if v == v]
+    return found
+
+
+@pytest.mark.parametrize("heading", SECTIONS)
+def test_every_accuracy_or_p_the_prose_quotes_is_in_the_studys_files(heading: str) -> None:
+    """Each number 0.dd to 0.dddd in the section's prose (tables are written from the files)
+    is, to the digits quoted, a number of the study's files, or one of NOT_IN_THE_FILES. A
+    number that went stale is caught unless it happens to equal another of the files' (the
+    sentences of CLAIMS are checked number by number)."""
+    text = (ROOT / "docs" / "studies.md").read_text()
+    section = next(part for part in re.split(r"^## ", text, flags=re.M) if part.startswith(heading))
+    prose = re.sub(r"<!-- table: .*?<!-- /table -->", "", re.sub(r"^```.*?^```", "", section, flags=re.S | re.M),
+                   flags=re.S)
+    values = [v for study in SECTIONS[heading] for v in numbers(study)]
+    quoted = re.findall(r"(?<![\d.])0\.\d{2,4}(?!\d)", prose)
+    assert quoted
+    stale = [n for n in quoted if n not in NOT_IN_THE_FILES
+             and not any(abs(round(v, len(n) - 2) - float(n)) < 1e-9 for v in values)]
+    assert stale == []
