@@ -78,16 +78,17 @@ def run_study(name: str) -> Path:
     return out
 
 
-def redraw(name: str) -> Path:
-    """Draw study `name`'s PNGs again from the files in studies/<name>/, with the code of the
-    plots stages and the study's params (today's schema: those its runs used are the same, as
-    tests/test_committed_studies.py checks); a plot the study no longer draws is removed."""
-    out = HERE / name
+def redraw(name: str, out: Path | None = None) -> Path:
+    """Draw study `name`'s PNGs again from the files in studies/<name>/ (into `out`, by default
+    that folder), with the code of the plots stages and the study's params (today's schema:
+    those its runs used are the same, as tests/test_committed_studies.py checks); a plot the
+    study no longer draws is removed."""
+    out = out or HERE / name
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])))
     with tempfile.TemporaryDirectory(prefix=f"redraw-{name}-") as tmp:
         drawn = Path(tmp)
         (drawn / "params.yaml").write_text(yaml.safe_dump(study_params(name), sort_keys=False))
-        common = ["--metrics", str(out), "--params", str(drawn / "params.yaml")]
+        common = ["--metrics", str(HERE / name), "--params", str(drawn / "params.yaml")]
         subprocess.run([sys.executable, "src/stages/plots.py", *common, "--out", str(drawn)], cwd=ROOT, env=env,
                        check=True)
         subprocess.run([sys.executable, "src/stages/plots_init.py", *common, "--out", str(drawn / "comparison"),

@@ -4,6 +4,7 @@ it draws)."""
 
 from __future__ import annotations
 
+import importlib.util
 import runpy
 import sys
 import tempfile
@@ -21,8 +22,9 @@ import initstudy.plotting as plotting
 from initstudy.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "studies"))
-import run as run_study  # noqa: E402
+spec = importlib.util.spec_from_file_location("run_study", ROOT / "studies" / "run.py")
+run_study = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_study)
 
 DPI = 50  # the extents scale with the resolution; what overlaps does not
 SLACK = 1.0  # pixels: extents that merely touch are not a collision
@@ -180,3 +182,12 @@ def test_diverged_runs_are_told_from_runs_at_chance() -> None:
     assert len(at_chance) == 3 and all(line.get_xdata()[0] < 0.5 for line in at_chance)  # on relu_d32, filled
     rows = texts(drawn["final_val_accuracy.png"])
     assert rows.count("diverged (3 of 3)") == 4
+
+
+def test_a_committed_studys_pngs_are_what_the_code_draws_from_its_files(tmp_path: Path) -> None:
+    """studies/run.py --redraw, into a folder of its own: the same PNGs, byte for byte, as
+    committed (the figures are not stale, and drawing them is deterministic)."""
+    run_study.redraw("activations", tmp_path)
+    committed = ROOT / "studies" / "activations"
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(p.name for p in committed.glob("*.png"))
+    assert [p.name for p in tmp_path.glob("*.png") if p.read_bytes() != (committed / p.name).read_bytes()] == []
