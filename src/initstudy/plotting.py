@@ -581,7 +581,10 @@ def phase(networks: pd.DataFrame, diagrams: dict[str, Any], path: Path, dpi: int
                 value = grid[j, i]
                 if (network, initializer) not in cells.index:
                     continue
+                runs, gone = cells.loc[(network, initializer), ["runs", "diverged"]]
                 text = "diverged" if math.isnan(value) else f"{value:.2f}"
+                if 0 < gone < runs:  # the mean is the other runs': say so
+                    text += f"\n{gone:g}/{runs:g} diverged"
                 ax.text(i, j, text, ha="center", va="center", fontsize=7.5, zorder=5,
                         color="black" if not math.isnan(value) and value > 0.6 else "white",
                         # over the lines, in the cell's colour
