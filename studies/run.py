@@ -10,6 +10,7 @@ study's params are checked first, named after studies/<name>.yaml; the data come
 cache where it is there; Ctrl-C stops the pipeline, removes the worktree and says what finished.
 
     python studies/run.py depth        # INITSTUDY_DATA_MIRROR works as for `dvc repro`
+    python studies/run.py depth --redraw   # only its PNGs again, from its committed files
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def run_study(name: str) -> Path:
             for result in RESULTS:
                 source, target = tree / result, out / Path(result).name
                 (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
-            for png in [*(tree / "plots" / "comparison").glob("*.png"), tree / "plots" / "init" / "init_layers.png"]:
+            for png in [*(tree / "plots" / "comparison").glob("*.png"), *(tree / "plots" / "epochs").glob("*.png"),
+                        tree / "plots" / "init" / "init_layers.png"]:
                 shutil.copy2(png, out / png.name)
         finally:
             run("git", "worktree", "remove", "--force", str(tree), cwd=ROOT, check=False)
@@ -97,19 +99,46 @@ def run_study(name: str) -> Path:
     return out
 
 
+def redraw(name: str, out: Path | None = None) -> Path:
+    """Draw study `name`'s PNGs again from the files in studies/<name>/ (into `out`, by default
+    that folder), with the code of the plots stages and the study's params (today's schema:
+    those its runs used are the same, as tests/test_committed_studies.py checks); a plot the
+    study no longer draws is removed."""
+    out = out or HERE / name
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])))
+    with tempfile.TemporaryDirectory(prefix=f"redraw-{name}-") as tmp:
+        drawn = Path(tmp)
+        (drawn / "params.yaml").write_text(yaml.safe_dump(study_params(name), sort_keys=False))
+        common = ["--metrics", str(HERE / name), "--params", str(drawn / "params.yaml")]
+        subprocess.run([sys.executable, "src/stages/plots.py", *common, "--out", str(drawn)], cwd=ROOT, env=env,
+                       check=True)
+        subprocess.run([sys.executable, "src/stages/plots_init.py", *common, "--out", str(drawn / "comparison"),
+                        "--layers-only"], cwd=ROOT, env=env, check=True)
+        for png in out.glob("*.png"):
+            png.unlink()
+        for png in drawn.glob("*/*.png"):
+            shutil.copy2(png, out / png.name)
+    return out
+
+
 def main() -> None:
     catch_signals()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=sorted(p.stem for p in HERE.glob("*.yaml")))
-    name = parser.parse_args().name
+    parser.add_argument("--redraw", action="store_true", help="only draw the study's PNGs again from its files")
+    args = parser.parse_args()
+    command = f"python studies/run.py {args.name}{' --redraw' if args.redraw else ''}"
     try:
-        parse_params(study_params(name), f"params.yaml with the overrides of studies/{name}.yaml", sizes=True)
-        print(f"results in {run_study(name)}")
+        parse_params(study_params(args.name), f"params.yaml with the overrides of studies/{args.name}.yaml",
+                     sizes=True)
+        print(f"results in {(redraw if args.redraw else run_study)(args.name)}")
     except StudyError as exc:
         sys.exit(f"error: {exc}")
     except Interrupted as exc:
-        if not exc.told:
-            print(interrupted(None, f"python studies/run.py {name}"), file=sys.stderr)
+        if args.redraw:
+            print(f"interrupted: run `{command}` again to draw the study's PNGs", file=sys.stderr)
+        elif not exc.told:
+            print(interrupted(None, command), file=sys.stderr)
         sys.exit(exit_status(exc.signum))
 
 

@@ -14,7 +14,8 @@ import yaml
 from initstudy.plotting import all_diverged, diverged_figure
 from workspace import ROOT, Workspace, command_env
 
-PLOTS = ("val_accuracy", "val_loss", "final_val_accuracy", "seeds", "convergence")
+PLOTS = ("epochs/val_accuracy", "epochs/val_loss", "comparison/final_val_accuracy", "comparison/seeds",
+         "comparison/convergence")
 
 
 def test_dvc_lock_holds_no_stage_that_dvc_yaml_does_not_define(tmp_path: Path) -> None:
@@ -39,4 +40,4 @@ def test_a_study_whose_every_run_diverged_says_so_in_each_plot(tmp_path: Path, m
     for name in PLOTS:
         expected = tmp_path / "expected" / f"{name}.png"
         all_diverged(runs, expected, repo.params()["plots"]["dpi"])
-        assert (repo.path / "plots" / "comparison" / f"{name}.png").read_bytes() == expected.read_bytes(), name
+        assert (repo.path / "plots" / f"{name}.png").read_bytes() == expected.read_bytes(), name

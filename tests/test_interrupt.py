@@ -29,7 +29,7 @@ RUNS = [f"train@mlp-zeros-{seed}" for seed in (0, 1, 2)]
 def origin(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Workspace:
     """A committed study of three one-epoch runs, with a study of its own for studies/run.py."""
     workspace = Workspace.create(tmp_path_factory.mktemp("interrupt") / "origin", mirror=str(mnist_dir), **TINY)
-    (workspace.path / "studies").mkdir()
+    (workspace.path / "studies").mkdir(exist_ok=True)
     shutil.copy2(ROOT / "studies" / "run.py", workspace.path / "studies" / "run.py")
     (workspace.path / "studies" / "tiny.yaml").write_text(yaml.safe_dump({"study": {"seeds": [3, 4, 5]}}))
     workspace.commit("tiny study")

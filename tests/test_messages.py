@@ -70,7 +70,7 @@ def test_a_rule_within_a_section_is_reported_beside_a_bad_key_of_it(tmp_path: Pa
 
 def test_a_typo_in_a_study_file_is_named_there_without_a_traceback(tmp_path: Path) -> None:
     workspace = Workspace.create(tmp_path / "repo")
-    (workspace.path / "studies").mkdir()
+    (workspace.path / "studies").mkdir(exist_ok=True)
     shutil.copy2(ROOT / "studies" / "run.py", workspace.path / "studies" / "run.py")
     (workspace.path / "studies" / "typo.yaml").write_text("study:\n  seed: [0]\n")
     workspace.commit("a study with a typo")

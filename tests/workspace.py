@@ -15,7 +15,9 @@ from initstudy.download import MIRROR_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = (".gitignore", "Makefile", "pyproject.toml", "requirements.lock", "dvc.yaml", "params.yaml", "src",
-                 "deploy", "plots/templates", "plots/vega/report.html")
+                 "deploy", "plots/templates", "plots/vega/report.html",
+                 # the committed studies' answers, which the report shows
+                 "studies/depth/depth.png", "studies/phase/phase.png", "studies/residual/spread.png")
 
 
 def command_env(scratch: Path) -> dict[str, str]:
