@@ -13,6 +13,7 @@ from itertools import combinations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -191,3 +192,15 @@ def test_a_committed_studys_pngs_are_what_the_code_draws_from_its_files(tmp_path
     committed = ROOT / "studies" / "activations"
     assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(p.name for p in committed.glob("*.png"))
     assert [p.name for p in tmp_path.glob("*.png") if p.read_bytes() != (committed / p.name).read_bytes()] == []
+
+
+def test_the_phase_diagrams_theory_is_flat_across_columns_that_share_a_weight_variance() -> None:
+    """Glorot uniform, LeCun normal and orthogonal (columns 2 to 4 of the depth study) share
+    σ_w² = 1: the depth scale, a function of σ_w², is one value across them, not a slope."""
+    fig, _ = rendered("depth")["phase.png"]
+    for ax in fig.axes[:2]:
+        for line in ax.get_lines():
+            if line.get_label().startswith(("ξ_c", "6 ξ_c")):
+                x, y = line.get_xdata(), line.get_ydata()
+                across = y[(x >= 2) & (x <= 4)]
+                assert len(across) > 10 and len(np.unique(across)) == 1, line.get_label()  # at criticality: inf

@@ -547,6 +547,14 @@ def _positions(measured: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(values < xs[0], low, np.where(values > xs[-1], high, inside))
 
 
+def _columns_value(measured: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The value an axis of columns 0, 1, 2, … at the sorted `measured` values stands for at
+    each of `x`: the column's own value across a column, and across columns that share one
+    (a theory of σ_w² alone is flat there); linear between neighbouring columns' values."""
+    measured = np.sort(measured).astype(float)
+    return np.interp(x, np.arange(len(measured), dtype=float), measured)
+
+
 def phase(networks: pd.DataFrame, diagrams: dict[str, Any], path: Path, dpi: int,
           names: dict[str, str] | None = None) -> None:
     """Per activation whose study varies depth and σ_w² (in the order of their names): a cell per
@@ -592,9 +600,8 @@ def phase(networks: pd.DataFrame, diagrams: dict[str, Any], path: Path, dpi: int
                               "facecolor": DIVERGED_COLOUR if math.isnan(value) else mesh.cmap(mesh.norm(value))})
         bias = float(group.bias_variance.mode().iloc[0])
         sigmas, depths = columns.weight_variance.to_numpy(float), rows.depth.to_numpy(float)
-        dense = np.linspace(sigmas.min(), sigmas.max(), 121)
-        scales = np.array([depth_scale(activation, v, bias) for v in dense])
-        x = _positions(sigmas, dense)
+        x = np.linspace(0, len(sigmas) - 1, 40 * len(sigmas) + 1)  # a point per 1/40 of a column
+        scales = np.array([depth_scale(activation, v, bias) for v in _columns_value(sigmas, x)])
         ax.plot(x, _positions(depths, scales), color="white", lw=1.6, ls=(0, (3, 2)), label="ξ_c",
                 path_effects=shadow)
         ax.plot(x, _positions(depths, 6 * scales), color="white", lw=2.2, label="6 ξ_c: trainable below (theory)",
@@ -603,8 +610,10 @@ def phase(networks: pd.DataFrame, diagrams: dict[str, Any], path: Path, dpi: int
         try:
             critical = critical_weight_variance(activation, bias)
             if sigmas.min() <= critical <= sigmas.max():
-                ax.axvline(_positions(sigmas, np.array([critical]))[0], color="white", ls="-.", lw=1.4,
-                           label="critical σ_w² (χ₁ = 1)", path_effects=shadow)
+                at = np.flatnonzero(np.isclose(sigmas, critical, rtol=1e-3))  # every column at it, or between two
+                for place in at if len(at) else [np.interp(critical, sigmas, np.arange(len(sigmas)))]:
+                    ax.axvline(place, color="white", ls="-.", lw=1.4, label="critical σ_w² (χ₁ = 1)",
+                               path_effects=shadow)
             title += f", critical σ_w² = {critical:.2f}"
         except ValueError:  # no χ₁ = 1 in the searched range
             pass
