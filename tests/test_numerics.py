@@ -72,6 +72,7 @@ def train_with_cap(folder: Path, mnist_prepared: Path, backend: str, cap: str | 
     return {path.name: path.read_bytes() for path in sorted((folder / "run").iterdir())}
 
 
+@pytest.mark.training
 @pytest.mark.skipif(cpu_isa() not in ("AVX2", "AVX512"), reason="needs an x86-64 CPU with AVX2")
 @pytest.mark.parametrize("backend, caps", [("jax", ["AVX2", "AVX"]), ("tensorflow", ["AVX"])])
 def test_a_run_is_the_same_bits_on_cpus_with_other_vector_isas(
