@@ -7,7 +7,7 @@ BIN := $(if $(filter /%,$(VENV)),$(VENV),$(CURDIR)/$(VENV))/bin
 # Every path is quoted: a checkout's path may hold spaces and any other character.
 RUN := PATH="$(BIN):$$PATH" PYTHONPATH="$(CURDIR)/src$${PYTHONPATH:+:$$PYTHONPATH}" DVC_NO_ANALYTICS=1
 
-.PHONY: setup setup-remotes study train verify test bench bench-workers vega
+.PHONY: setup setup-remotes study train verify test test-fast bench bench-workers vega
 
 setup: $(VENV)/.installed
 
@@ -46,8 +46,13 @@ train:
 verify: setup
 	@$(call INTERRUPTIBLE,$(RUN) "$(BIN)/python" -m initstudy.verify $(VERIFY_ARGS))
 
+# The whole suite; `make test-fast`: the tests that need no training stage, server, browser
+# or emulated CPU (the markers of pyproject.toml pick any other slice: pytest -m ...).
 test: setup
 	$(RUN) "$(BIN)/python" -m pytest
+
+test-fast: setup
+	$(RUN) "$(BIN)/python" -m pytest -m "not training and not servers and not browser and not emulated"
 
 bench: setup
 	$(RUN) "$(BIN)/python" bench/benchmark.py $(BENCH_ARGS)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real MNIST mirror, a loopback HTTP server, stage runs in a folder."""
+"""Shared fixtures: the real MNIST mirror, a loopback HTTP server, stage runs in a folder,
+the small study trained once per session; time limits per tier, and no process left behind."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ import pytest
 from initstudy.datasets import prepare_dataset
 from initstudy.download import MIRROR_ENV
 from initstudy.numerics import pin_isa
-from workspace import ROOT, command_env, update_params
+from workspace import ROOT, Workspace, command_env, update_params
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 pin_isa("AVX")  # the default of train.cpu_isa, for what the tests train in this process
@@ -29,6 +32,96 @@ SMALL_STUDY = dict(
     train={"epochs": 1},
     analysis={"reference": "he_normal"},
 )
+
+
+# Time limits (pytest-timeout): pyproject's `timeout` for a test that needs nothing of these,
+# the largest budget of its tiers for one that does (an explicit @pytest.mark.timeout wins).
+# Setup and teardown count: the first test that needs the session's small study trains it.
+TIER_TIMEOUTS = {"training": 600, "browser": 300, "servers": 900, "emulated": 900}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        budgets = [seconds for tier, seconds in TIER_TIMEOUTS.items() if item.get_closest_marker(tier)]
+        if budgets and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(max(budgets)))
+
+
+# Every process the suite starts inherits this mark in its environment, daemons that leave
+# their parent included: at the end, none of them may still run.
+SUITE_MARK = "INITSTUDY_TEST_SUITE"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ[SUITE_MARK] = str(os.getpid())
+
+
+def suite_processes() -> dict[int, str]:
+    """The processes of this run of the suite still alive (zombies aside): the descendants of
+    this one, and every process whose environment holds its mark; each with its command line."""
+    me, mark = os.getpid(), f"{SUITE_MARK}={os.getpid()}".encode()
+    parents, marked, commands = {}, set(), {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == me:
+            continue
+        try:
+            state, ppid = (proc / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            commands[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if mark in (proc / "environ").read_bytes().split(b"\0"):
+                marked.add(int(proc.name))
+        except (OSError, ValueError):
+            continue
+        if state != "Z":
+            parents[int(proc.name)] = int(ppid)
+    found, frontier = set(), {me}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return {pid: commands[pid] for pid in sorted(found | (marked & set(parents)))}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a process it started still runs (after a few seconds' grace), and end them."""
+    deadline = time.monotonic() + 10
+    while (left := suite_processes()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if not left:
+        return
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    lines = "\n".join(f"  {pid}: {command}" for pid, command in left.items())
+    sys.stderr.write(f"\nthe suite left {len(left)} process(es) running (now killed):\n{lines}\n")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+STARTED: list[subprocess.Popen] = []
+
+
+def tracked(process: subprocess.Popen) -> subprocess.Popen:
+    """`process`, started in a process group of its own (start_new_session), killed with its
+    group if the test leaves it running (when it fails half-way or runs out of time)."""
+    STARTED.append(process)
+    return process
+
+
+def start(command: list[str], cwd: Path, env: dict[str, str], log: Path, **popen: object) -> subprocess.Popen:
+    """Start `command` in its own process group, its output to `log` (tracked)."""
+    with log.open("w") as out:
+        return tracked(subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                        start_new_session=True, **popen))
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    """Kill the process groups that the test started (`tracked`) and left running."""
+    yield
+    for process in STARTED:
+        if process.poll() is None:
+            kill_group(process)
+    STARTED.clear()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -59,6 +152,41 @@ def mnist_prepared(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return folder
 
 
+def kill_group(process: subprocess.Popen) -> None:
+    """Kill the process group that `process` leads (started with start_new_session), and reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+# The small study every pipeline test starts from: committed (`origin`), and trained once per
+# session (`one_machine`); a test that changes it works on a copy (Workspace.copy).
+@pytest.fixture(scope="session")
+def origin(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Workspace:
+    """The team's repository: the small study committed, nothing trained. Read only: clone it."""
+    workspace = Workspace.create(tmp_path_factory.mktemp("small-study") / "origin", mirror=str(mnist_dir),
+                                 **SMALL_STUDY)
+    workspace.commit("small study")
+    return workspace
+
+
+@pytest.fixture(scope="session")
+def small_study(origin: Workspace) -> tuple[Workspace, set[str]]:
+    """The small study reproduced by one `dvc repro` in a clone of `origin`, and the stages that ran."""
+    workspace = origin.clone(origin.path.parent / "one-machine")
+    return workspace, workspace.repro()
+
+
+@pytest.fixture(scope="session")
+def one_machine(small_study: tuple[Workspace, set[str]]) -> Workspace:
+    """The trained small study: its results uncommitted, its runs in its cache. Read only: copy it to change it."""
+    workspace, ran = small_study
+    assert {f"train@mlp-{init}-{seed}" for init in ("zeros", "he_normal") for seed in (0, 1)} <= ran
+    return workspace
+
+
 BROWSER_ENV = "INITSTUDY_BROWSER"
 
 
@@ -74,12 +202,16 @@ def render_page():
         (pytest.fail if named else pytest.skip)(f"no Chromium at {named or 'chromium'}; set {BROWSER_ENV}")
 
     def render(page: Path) -> str:
-        result = subprocess.run(
+        process = subprocess.Popen(
             [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
              "--virtual-time-budget=20000", "--dump-dom", page.resolve().as_uri()],
-            capture_output=True, text=True, timeout=120, check=True,
-        )
-        return result.stdout
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        finally:  # the browser's own processes too, on any end
+            kill_group(process)
+        assert process.returncode == 0, stderr
+        return stdout
 
     return render
 
@@ -104,7 +236,8 @@ def layout_boxes(render_page):
         process = subprocess.Popen(
             [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
              "--host-resolver-rules=MAP * ~NOTFOUND"],
-            preexec_fn=pipes_as_fds_3_and_4, close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            preexec_fn=pipes_as_fds_3_and_4, close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
         os.close(commands[0])
         os.close(replies[1])
         out, into = os.fdopen(replies[0], "rb"), os.fdopen(commands[1], "wb")
@@ -152,8 +285,7 @@ def layout_boxes(render_page):
                 found.append((quad[0], quad[1], quad[2] - quad[0], quad[5] - quad[1]))
             return found
         finally:
-            process.kill()
-            process.wait()
+            kill_group(process)
             out.close()
             into.close()
 

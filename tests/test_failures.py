@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import ROOT, SMALL_STUDY, QuietHandler, run_stage, write_params
+from conftest import ROOT, QuietHandler, run_stage, tracked, write_params
 from initstudy import datasets, download
 from initstudy.aggregate import check_run
 from initstudy.atomic import write_atomically
@@ -31,12 +31,11 @@ MNIST = DATASETS["mnist"].files
 LABELS = "t10k-labels-idx1-ubyte.gz"
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Workspace:
-    """A small study, trained once; tests below break it and check nothing was lost."""
-    repo = Workspace.create(tmp_path_factory.mktemp("failures") / "repo", mirror=str(mnist_dir),
-                            **SMALL_STUDY)
-    repo.repro()
+@pytest.fixture
+def trained(one_machine: Workspace, tmp_path: Path) -> Workspace:
+    """The session's small study, trained and committed, in a copy of the test's own: the
+    test breaks it and checks that nothing was lost."""
+    repo = one_machine.copy(tmp_path / "trained")
     repo.commit("trained")
     return repo
 
@@ -46,6 +45,7 @@ def outputs(repo: Workspace) -> dict[str, bytes]:
     return {str(p.relative_to(repo.path)): p.read_bytes() for p in files}
 
 
+@pytest.mark.training
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -71,6 +71,7 @@ def test_a_bad_param_stops_repro_before_any_output_is_touched(trained: Workspace
     assert trained.run("git", "status", "--porcelain").stdout == ""  # data/params.ok, committed, left in place
 
 
+@pytest.mark.training
 def test_a_misspelt_key_stops_repro_naming_the_right_one(trained: Workspace) -> None:
     params = (trained.path / "params.yaml").read_text()
     (trained.path / "params.yaml").write_text(params.replace("  epochs:", "  epoch:"))
@@ -80,6 +81,7 @@ def test_a_misspelt_key_stops_repro_naming_the_right_one(trained: Workspace) -> 
     assert "train.epoch: unknown key" in result.stderr and "Did you mean 'epochs'?" in result.stderr
 
 
+@pytest.mark.training
 def test_a_key_that_dvc_yaml_reads_stops_dvc_first_and_check_params_names_it(trained: Workspace) -> None:
     before = outputs(trained)
     params = (trained.path / "params.yaml").read_text()
@@ -121,8 +123,8 @@ def as_terminal_job() -> None:
 
 def start_repro(repo: Workspace) -> subprocess.Popen[str]:
     """`dvc repro` in its own process group, as a terminal's foreground job."""
-    return subprocess.Popen(["dvc", "repro"], cwd=repo.path, env=repo.env, text=True, start_new_session=True,
-                            preexec_fn=as_terminal_job, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return tracked(subprocess.Popen(["dvc", "repro"], cwd=repo.path, env=repo.env, text=True, start_new_session=True,
+                                    preexec_fn=as_terminal_job, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
 
 
 def running_train_stages(proc: subprocess.Popen[str], count: int) -> list[str]:
@@ -136,6 +138,7 @@ def running_train_stages(proc: subprocess.Popen[str], count: int) -> list[str]:
     raise AssertionError(f"repro ended after {len(started)} train stages")
 
 
+@pytest.mark.training
 @pytest.mark.parametrize(("interrupt", "seed"), [  # a new seed each: DVC's run-cache holds the earlier ones
     ("SIGTERM to the stage", 2), ("Ctrl-C (SIGINT to the job)", 3)])
 def test_an_interrupted_training_stage_leaves_no_metrics_and_only_it_reruns(
@@ -169,10 +172,9 @@ def test_an_interrupted_training_stage_leaves_no_metrics_and_only_it_reruns(
     assert not (killed / "metrics.json").exists()
     # diagnose (and so plots_init) may or may not have run before the kill: DVC orders them freely
     assert trained.repro() - {"diagnose", "plots_init"} == {f"train@{started[1]}", "aggregate", "plots"}
-    trained.run("git", "checkout", "params.yaml")
-    trained.repro()
 
 
+@pytest.mark.training
 def test_a_second_repro_at_once_fails_with_the_lock_message(trained: Workspace) -> None:
     """DVC locks each output a running repro uses: a second repro fails at once, harmlessly."""
     trained.set_params(train={"epochs": 2})
@@ -184,12 +186,11 @@ def test_a_second_repro_at_once_fails_with_the_lock_message(trained: Workspace) 
     assert second.returncode != 0
     assert "is busy, it is being blocked by:" in second.stderr and "dvc repro" in second.stderr
     assert trained.run("dvc", "status").stdout.strip() == "Data and pipelines are up to date."
-    trained.run("git", "checkout", "params.yaml")
-    trained.repro()
 
 
-def test_a_diverging_run_is_recorded_and_the_pipeline_goes_on(tmp_path: Path, mnist_dir: Path) -> None:
-    repo = Workspace.create(tmp_path / "repo", mirror=str(mnist_dir), **SMALL_STUDY)
+@pytest.mark.training
+def test_a_diverging_run_is_recorded_and_the_pipeline_goes_on(one_machine: Workspace, tmp_path: Path) -> None:
+    repo = one_machine.copy(tmp_path / "repo")  # its data downloaded and prepared
     repo.set_params(study={"initializers": ["he_normal", "zeros"], "seeds": [0]}, analysis={"reference": "zeros"},
                     train={"optimizer": "sgd", "learning_rate": 3.0, "epochs": 3})  # zeros' loss stays near ln 10
     repo.repro()
@@ -211,6 +212,7 @@ def test_a_diverging_run_is_recorded_and_the_pipeline_goes_on(tmp_path: Path, mn
     assert all(png.stat().st_size > 0 for png in (repo.path / "plots").glob("**/*.png"))
 
 
+@pytest.mark.training
 def test_a_failed_download_in_repro_keeps_the_data_it_had(trained: Workspace, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     data = trained.path / "data/raw/mnist"
@@ -364,6 +366,7 @@ def test_a_damaged_prepared_array_is_named_by_the_train_stage(tmp_path: Path, mn
     assert "Traceback" not in result.stderr and not (folder / "run").exists()
 
 
+@pytest.mark.training
 def test_an_empty_or_missing_params_file_stops_dvc_first_and_check_params_names_it(trained: Workspace) -> None:
     before = outputs(trained)
     params = trained.path / "params.yaml"
@@ -381,6 +384,7 @@ def test_an_empty_or_missing_params_file_stops_dvc_first_and_check_params_names_
     assert outputs(trained) == before
 
 
+@pytest.mark.training
 def test_the_largest_seed_trains(tmp_path: Path, mnist_prepared: Path) -> None:
     """study.seeds takes seeds up to 2**32 - 1, and each of them trains."""
     folder = write_params(tmp_path, data={"train_samples": 500, "val_samples": 100}, train={"epochs": 1})
@@ -390,6 +394,7 @@ def test_the_largest_seed_trains(tmp_path: Path, mnist_prepared: Path) -> None:
     assert json.loads((folder / "run/metrics.json").read_text())["seed"] == 2**32 - 1
 
 
+@pytest.mark.training
 def test_a_damaged_history_stops_aggregate_until_dvc_checkout_restores_it(trained: Workspace) -> None:
     history = trained.path / "runs/mlp-he_normal-0/history.csv"
     original, lock, before = history.read_bytes(), (trained.path / "dvc.lock").read_bytes(), outputs(trained)
@@ -408,6 +413,7 @@ def test_a_damaged_history_stops_aggregate_until_dvc_checkout_restores_it(traine
     assert outputs(trained) == before
 
 
+@pytest.mark.training
 @pytest.mark.parametrize(
     ("damage", "problem"),
     [
@@ -417,10 +423,10 @@ def test_a_damaged_history_stops_aggregate_until_dvc_checkout_restores_it(traine
         (lambda h: h.assign(val_accuracy=0.5), "its last val_accuracy is 0.5 in history.csv but 0."),
     ],
 )
-def test_a_run_whose_history_disagrees_with_its_metrics_is_refused(trained: Workspace, tmp_path: Path,
+def test_a_run_whose_history_disagrees_with_its_metrics_is_refused(one_machine: Workspace, tmp_path: Path,
                                                                      damage, problem) -> None:
     run = tmp_path / "mlp-he_normal-0"
-    shutil.copytree(trained.path / "runs/mlp-he_normal-0", run)
+    shutil.copytree(one_machine.path / "runs/mlp-he_normal-0", run)
     history = pd.read_csv(run / "history.csv")
     history.assign(epoch_seconds=1.5).to_csv(run / "history.csv", index=False)
     check_run(run)  # intact, with or without a timing column
@@ -445,6 +451,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.training
 def test_a_plot_stage_killed_mid_png_leaves_every_plot_whole(trained: Workspace) -> None:
     before = outputs(trained)
     killed = subprocess.run([sys.executable, "-c", KILL_MID_PNG, "src/stages/plots.py", "--metrics", "metrics",
@@ -569,6 +576,7 @@ def test_downloaded_data_has_the_modes_the_umask_gives(tmp_path: Path, mnist_dir
     assert {stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()} == {0o666 & ~umask}
 
 
+@pytest.mark.training
 def test_damaged_compilation_cache_entries_are_replaced(tmp_path: Path, mnist_prepared: Path) -> None:
     """JAX warns of an entry it cannot read, and compiles; the next stage reads the new entry."""
     folder = write_params(tmp_path / "work", data={"train_samples": 500, "val_samples": 100}, train={"epochs": 1})
@@ -637,6 +645,7 @@ def assert_disk_full_message(stderr: str, folder: Path) -> None:
     assert "Traceback" not in stderr
 
 
+@pytest.mark.training
 def test_a_full_disk_under_runs_is_explained_and_repro_recovers(trained: Workspace, small_disk,
                                                                  tmp_path: Path) -> None:
     """runs/ on a tmpfs with almost no room left: the new run's stage names the folder, the
@@ -675,6 +684,7 @@ def test_a_full_disk_under_runs_is_explained_and_repro_recovers(trained: Workspa
         shutil.rmtree(runs / name)
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("stage", ["aggregate", "plots"])
 def test_a_full_disk_under_an_output_folder_is_explained(trained: Workspace, small_disk, stage: str) -> None:
     """aggregate and plots, each writing into a folder on a full tmpfs: the message, and no

@@ -87,21 +87,31 @@ for seed in map(int, sys.argv[1].split(",")):
 """
 
 
-def orthogonal_digests(seeds: str, **env: str) -> list[str]:
-    """The digests of the orthogonal kernels of the given seeds, drawn one after another in one process."""
-    result = subprocess.run([sys.executable, "-c", KERNEL_DIGEST, seeds], env=dict(os.environ, **env),
-                            capture_output=True, text=True, check=True)
-    return result.stdout.split()
+def orthogonal_digests(*runs: tuple[str, dict[str, str]]) -> list[list[str]]:
+    """For each run (seeds, environment), a process of its own, the runs' processes at once:
+    the digests of the orthogonal kernels of the given seeds, drawn one after another in it."""
+    processes = [subprocess.Popen([sys.executable, "-c", KERNEL_DIGEST, seeds], env=dict(os.environ, **env),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seeds, env in runs]
+    try:
+        outputs = [process.communicate(timeout=300) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr
+    return [stdout.split() for stdout, _ in outputs]
 
 
 def test_orthogonal_weights_do_not_depend_on_the_thread_count() -> None:
     """The QR behind orthogonal runs in LAPACK; 1 and 4 BLAS threads must draw the same kernels."""
-    assert orthogonal_digests("0", OPENBLAS_NUM_THREADS="1") == orthogonal_digests("0", OPENBLAS_NUM_THREADS="4")
+    one, four = orthogonal_digests(("0", {"OPENBLAS_NUM_THREADS": "1"}), ("0", {"OPENBLAS_NUM_THREADS": "4"}))
+    assert one == four
 
 
 def test_orthogonal_weights_drawn_after_others_in_one_process_are_those_of_a_fresh_process() -> None:
     """diagnose draws every network in one process, a train stage one: the same seed must
     give the same kernels either way, run after run."""
-    together = orthogonal_digests("0,1,2")
-    assert together == orthogonal_digests("0,1,2")
-    assert together[2:] == orthogonal_digests("2")
+    together, again, alone = orthogonal_digests(("0,1,2", {}), ("0,1,2", {}), ("2", {}))
+    assert together == again
+    assert together[2:] == alone

@@ -43,13 +43,20 @@ def test_every_initializer_draws_the_same_bytes_under_any_blas_kernel(mnist_prep
     """A host that sets OPENBLAS_CORETYPE, as OpenBLAS would pick a kernel on another CPU: the
     package overrides it, so orthogonal's QR and LSUV run on the pinned kernel and every
     initializer draws the same bytes (without the pin, orthogonal's differ)."""
+    processes = {kernel: subprocess.Popen(  # one process per kernel, all at once
+        [sys.executable, "-c", DRAW, str(ROOT / "params.yaml"), str(mnist_prepared)],
+        env=dict(command_env(ROOT.parent), OPENBLAS_CORETYPE=kernel), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True) for kernel in RUNNABLE}
+    try:
+        outputs = {kernel: process.communicate(timeout=600) for kernel, process in processes.items()}
+    finally:
+        for process in processes.values():
+            process.kill()
+            process.wait()
     drawn = {}
-    for kernel in RUNNABLE:
-        env = dict(command_env(ROOT.parent), OPENBLAS_CORETYPE=kernel)
-        result = subprocess.run([sys.executable, "-c", DRAW, str(ROOT / "params.yaml"), str(mnist_prepared)],
-                                env=env, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr
-        drawn[kernel] = json.loads(result.stdout.strip().splitlines()[-1])
+    for kernel, (stdout, stderr) in outputs.items():
+        assert processes[kernel].returncode == 0, stderr
+        drawn[kernel] = json.loads(stdout.strip().splitlines()[-1])
     first = drawn[RUNNABLE[0]]
     assert {"orthogonal", "lsuv", "he_normal"} <= set(first["hashes"])
     assert first["kernels"] == ["Sandybridge"]
@@ -72,6 +79,7 @@ def train_with_cap(folder: Path, mnist_prepared: Path, backend: str, cap: str | 
     return {path.name: path.read_bytes() for path in sorted((folder / "run").iterdir())}
 
 
+@pytest.mark.training
 @pytest.mark.skipif(cpu_isa() not in ("AVX2", "AVX512"), reason="needs an x86-64 CPU with AVX2")
 @pytest.mark.parametrize("backend, caps", [("jax", ["AVX2", "AVX"]), ("tensorflow", ["AVX"])])
 def test_a_run_is_the_same_bits_on_cpus_with_other_vector_isas(

@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import SMALL_STUDY
 from workspace import Workspace
+
+pytestmark = pytest.mark.training
 
 TRAIN = {f"train@mlp-{i}-{s}" for i in ("zeros", "he_normal") for s in (0, 1)}
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> tuple[Workspace, set[str]]:
-    repo = tmp_path_factory.mktemp("study") / "repo"
-    project = Workspace.create(repo, mirror=str(mnist_dir), **SMALL_STUDY)
-    ran = project.repro()
+def study(small_study: tuple[Workspace, set[str]], tmp_path_factory: pytest.TempPathFactory
+          ) -> tuple[Workspace, set[str]]:
+    """The session's small study after its first `dvc repro`, committed, in a copy of this
+    module's own; and the stages that first repro ran."""
+    trained, ran = small_study
+    project = trained.copy(tmp_path_factory.mktemp("study") / "repo")
     project.commit("small study")
     return project, ran
 
@@ -126,6 +128,7 @@ def drawn_lines(dom: str) -> dict[tuple[str, str], set[tuple[str, str]]]:
     return lines
 
 
+@pytest.mark.browser
 def test_plots_show_renders_every_plot_offline_in_a_browser(study, render_page) -> None:
     project, _ = study
     project.run("dvc", "plots", "show", "-o", "report")
@@ -148,6 +151,7 @@ def test_plots_show_renders_every_plot_offline_in_a_browser(study, render_page) 
         assert f"{png}.png" in dom  # the committed studies' answers
 
 
+@pytest.mark.browser
 def test_the_report_says_so_when_its_interactive_plots_cannot_draw(study, layout_boxes) -> None:
     """With JavaScript off, the three Vega plots are blank: a notice says so, above them; with
     it on, the notice is not there."""
@@ -161,6 +165,7 @@ def test_the_report_says_so_when_its_interactive_plots_cannot_draw(study, layout
     assert len(layout_boxes(page, "svg.marks", scripts=True)) == 3  # the plots themselves draw
 
 
+@pytest.mark.browser
 def test_plots_diff_tells_revisions_apart_and_keeps_each_initializers_colour(study, render_page,
                                                                            layout_boxes) -> None:
     """Each revision its own dash, in one legend titled "revision" per plot (a shorter

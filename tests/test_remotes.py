@@ -29,10 +29,12 @@ from typing import Any, Protocol
 
 import pytest
 
+from conftest import start
 from initstudy.shards import share
-from test_scale import TRAIN, assert_consistent, finish, restored, results, start, trained
-from test_scale import no_leftover_processes, one_machine, origin  # noqa: F401 (fixtures)
+from test_scale import TRAIN, assert_consistent, finish, restored, results, trained
 from workspace import Workspace
+
+pytestmark = [pytest.mark.servers, pytest.mark.training]
 
 SSHD = "/usr/sbin/sshd"
 REQUIRED = os.environ.get("INITSTUDY_REMOTES") == "1"
@@ -73,12 +75,14 @@ def wait_for_port(port: int, server: subprocess.Popen, log: Path) -> None:
 
 def stop(server: subprocess.Popen) -> None:
     """End a server started by start_server, and what it forked."""
-    os.killpg(server.pid, signal.SIGTERM)
     try:
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=10)
     except subprocess.TimeoutExpired:
         os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
+    except ProcessLookupError:  # it ended on its own (its log says why)
+        pass
+    server.wait()
 
 
 class Remote(Protocol):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SMALL_STUDY, run_stage, write_params
+from conftest import SMALL_STUDY, run_stage, start, write_params
 from initstudy.shards import parse_shard, share
 from workspace import ROOT, Workspace
 
@@ -27,53 +27,15 @@ TRAIN = [f"train@mlp-{init}-{seed}" for init in ("zeros", "he_normal") for seed 
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory, mnist_dir) -> Workspace:
-    """The team's repository: the small study, committed, no remote yet."""
-    workspace = Workspace.create(tmp_path_factory.mktemp("scale") / "origin", mirror=str(mnist_dir), **SMALL_STUDY)
-    workspace.commit("small study")
-    return workspace
-
-
-@pytest.fixture(scope="module")
-def one_machine(origin) -> Workspace:
-    """The same study reproduced by one `dvc repro` on one machine."""
-    workspace = origin.clone(origin.path.parent / "one-machine")
-    assert set(TRAIN) <= workspace.repro()
-    return workspace
-
-
-@pytest.fixture(scope="module")
-def published(origin, one_machine) -> Workspace:
+def published(origin, one_machine, tmp_path_factory) -> Workspace:
     """The study as main holds the committed ones: its dvc.lock, metrics and plots committed,
     its outputs in the author's cache only (no remote)."""
-    workspace = origin.clone(origin.path.parent / "published")
+    workspace = origin.clone(tmp_path_factory.mktemp("scale") / "published")
     workspace.run("dvc", "cache", "dir", "--local", str(one_machine.path / ".dvc" / "cache"))
     assert not {stage for stage in workspace.repro("train") if stage.startswith("train@")}  # the author's, cached
     workspace.repro()
     workspace.commit("study results")
     return workspace
-
-
-STARTED: list[subprocess.Popen] = []
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_processes():
-    """Kill what a test started and left running (when it failed half-way)."""
-    yield
-    for process in STARTED:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    STARTED.clear()
-
-
-def start(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Start `command` in its own process group, its output to `log`."""
-    with log.open("w") as out:
-        STARTED.append(subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
-                                        start_new_session=True))
-    return STARTED[-1]
 
 
 def with_environment(workspace: Workspace) -> Workspace:
@@ -160,6 +122,7 @@ def test_shard_lists_cover_every_training_stage_once(origin):
     assert bad.returncode != 0 and "shard '4/3': expected i/N" in bad.stderr
 
 
+@pytest.mark.training
 def test_two_workers_fill_a_remote_and_a_collaborator_trains_nothing(origin, one_machine, tmp_path):
     remote = tmp_path / "remote"
     team = origin.clone(tmp_path / "team")
@@ -181,8 +144,10 @@ def test_two_workers_fill_a_remote_and_a_collaborator_trains_nothing(origin, one
     assert results(collaborator) == results(one_machine)
 
 
+@pytest.mark.training
 def test_a_published_study_is_pulled_not_trained(one_machine, tmp_path):
     """The team workflow of docs/scaling.md: push with the run-cache, commit; a collaborator pulls."""
+    one_machine = one_machine.copy(tmp_path / "one-machine")
     one_machine.run("dvc", "remote", "add", "-d", "team", str(tmp_path / "remote"))
     one_machine.run("dvc", "push", "--run-cache")
     one_machine.commit("study results")
@@ -193,6 +158,7 @@ def test_a_published_study_is_pulled_not_trained(one_machine, tmp_path):
     assert results(collaborator) == results(one_machine)
 
 
+@pytest.mark.training
 def test_killed_worker_leaves_the_remote_consistent(origin, tmp_path):
     remote = tmp_path / "remote"
     team = origin.clone(tmp_path / "team")
@@ -225,6 +191,7 @@ def scaling_block(after: str) -> str:
     return re.search(r"```\w*\n(.*?)```", page[page.index(after):], re.S)[1]
 
 
+@pytest.mark.training
 def test_a_fresh_clone_retrains_the_committed_bytes_and_shares_them_through_a_remote(published, tmp_path):
     """Retraining a committed study on another machine reproduces the md5s of its dvc.lock, so
     what one clone pushes, another pulls: `dvc pull && dvc repro` then trains nothing."""
@@ -239,6 +206,7 @@ def test_a_fresh_clone_retrains_the_committed_bytes_and_shares_them_through_a_re
     assert results(collaborator) == results(published)
 
 
+@pytest.mark.training
 def test_workers_sharing_one_cache_need_no_remote(published, tmp_path):
     """The recipe of docs/scaling.md for several workers on one machine, run as written on a committed study."""
     gatherer = with_environment(published.clone(tmp_path / "gatherer"))
@@ -255,6 +223,7 @@ MULTICORE = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 if hasattr(os, "
                                reason="needs 2 CPUs to compare thread counts")
 
 
+@pytest.mark.training
 @MULTICORE
 @pytest.mark.parametrize("backend", ["jax"])  # on TensorFlow, oneDNN's AVX kernels split sums by thread
 def test_thread_count_does_not_change_results(tmp_path, mnist_prepared, backend):
@@ -296,6 +265,7 @@ def test_bad_thread_setting_is_refused(tmp_path, mnist_prepared):
     assert result.returncode == 2 and "INITSTUDY_THREADS='all'" in result.stderr
 
 
+@pytest.mark.training
 def test_queued_experiments_run_in_parallel_and_match_a_plain_run(origin, tmp_path):
     workspace = origin.clone(tmp_path / "queue")
     workspace.env["INITSTUDY_THREADS"] = "1"  # the queue's workers take the environment of `dvc queue start`
@@ -335,10 +305,12 @@ def made_setup() -> list[str]:
     return [f"VENV={venv}", "-o", f"{venv}/.installed"]
 
 
-def test_make_study_spreads_the_training_over_workers_and_dvc_then_trains_nothing(origin, one_machine) -> None:
+@pytest.mark.training
+def test_make_study_spreads_the_training_over_workers_and_dvc_then_trains_nothing(origin, one_machine,
+                                                                                   tmp_path) -> None:
     """`make study` (initstudy.parallel) with two workers: the one-worker results bit for bit,
     an uncommitted change of params honoured, the worktrees gone, every run's log gathered."""
-    workspace = origin.clone(origin.path.parent / "make-study")
+    workspace = origin.clone(tmp_path / "make-study")
     workspace.set_params(study={"seeds": [0, 1, 2]})  # not committed: the workers must see it
     result = workspace.run("make", "-s", *made_setup(), "study", "WORKERS=2")
     assert "worker 1/2: 3 stage(s), 1 thread(s)" in result.stdout and "worker 2/2: 3 stage(s)" in result.stdout
@@ -362,6 +334,7 @@ def test_make_study_spreads_the_training_over_workers_and_dvc_then_trains_nothin
     assert workspace.run("git", "worktree", "list").stdout.count("\n") == 1
 
 
+@pytest.mark.training
 def test_make_study_in_a_repo_without_a_commit_trains_with_one_worker_and_says_why(one_machine, tmp_path, mnist_dir):
     """A worker is a worktree of HEAD: before the first commit there is none, so the study
     runs as one `dvc repro`, with a note, and gives the same runs."""
@@ -378,9 +351,9 @@ def test_make_study_in_a_repo_without_a_commit_trains_with_one_worker_and_says_w
 
 
 @pytest.mark.parametrize("target", ["study", "train"])
-def test_make_checks_the_params_before_dvc_reads_them(origin, target: str) -> None:
+def test_make_checks_the_params_before_dvc_reads_them(origin, target: str, tmp_path) -> None:
     """A YAML alias bomb: DVC would expand it for minutes; check_params refuses it at once."""
-    workspace = origin.clone(origin.path.parent / f"bomb-{target}")
+    workspace = origin.clone(tmp_path / f"bomb-{target}")
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
     with (workspace.path / "params.yaml").open("a") as params:
@@ -390,6 +363,7 @@ def test_make_checks_the_params_before_dvc_reads_them(origin, target: str) -> No
     assert "params.yaml" in result.stderr and "unknown key" in result.stderr and "Running stage" not in result.stdout
 
 
+@pytest.mark.training
 def test_make_sets_up_and_trains_in_a_path_with_spaces_and_non_ascii_letters(origin, one_machine, tmp_path) -> None:
     """The real `make setup` (its venv made, the packages found already installed: a .pth file
     points at this environment's) and `make train`, in a checkout at `a b/ü p`."""

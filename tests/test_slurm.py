@@ -22,8 +22,9 @@ import pytest
 
 from test_remotes import free_port, need, start_server, stop
 from test_scale import TRAIN, restored, results, scaling_block, trained, with_environment
-from test_scale import no_leftover_processes, one_machine, origin  # noqa: F401 (fixtures)
 from workspace import Workspace
+
+pytestmark = [pytest.mark.servers, pytest.mark.training]
 
 INSTALL = "apt-get install slurm-wlm munge"
 CONF = """\
@@ -77,14 +78,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 * 9 // 10
     conf.write_text(CONF.format(host=socket.gethostname().split(".")[0], root=root, ctld_port=free_port(),
                                 d_port=free_port(), cpus=os.cpu_count(), memory=memory))
-    started = [start_server([daemons["munged"], "--foreground", "--force", f"--socket={root}/munge/socket",
-                             f"--key-file={key}", f"--pid-file={root}/munge/pid", f"--seed-file={root}/munge/seed",
-                             f"--log-file={root}/munge/log"], root / "munged.log")]
-    env = dict(os.environ, SLURM_CONF=str(conf))
-    for name in ("slurmctld", "slurmd"):  # in the foreground (-D), each in a process group of its own
-        started.append(start_server([daemons[name], "-D", "-f", str(conf)], root / f"{name}.log", env=env))
-        time.sleep(0.5)
-    try:
+    started = []
+    try:  # from the first daemon on: whatever ends the test (a failure, its time limit), they are stopped
+        started.append(start_server([daemons["munged"], "--foreground", "--force", f"--socket={root}/munge/socket",
+                                     f"--key-file={key}", f"--pid-file={root}/munge/pid",
+                                     f"--seed-file={root}/munge/seed", f"--log-file={root}/munge/log"],
+                                    root / "munged.log"))
+        env = dict(os.environ, SLURM_CONF=str(conf))
+        for name in ("slurmctld", "slurmd"):  # in the foreground (-D), each in a process group of its own
+            started.append(start_server([daemons[name], "-D", "-f", str(conf)], root / f"{name}.log", env=env))
+            time.sleep(0.5)
         deadline = time.monotonic() + 60
         while slurm(conf, "sinfo", "-h", "-o", "%T", check=False).strip() != "idle":
             if time.monotonic() > deadline or any(daemon.poll() is not None for daemon in started):
@@ -93,7 +96,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             time.sleep(0.3)
         yield conf
     finally:
-        slurm(conf, "scancel", "--quiet", f"--user={os.getuid()}", check=False)  # nothing of ours runs on
+        if started:
+            slurm(conf, "scancel", "--quiet", f"--user={os.getuid()}", check=False)  # nothing of ours runs on
         for daemon in reversed(started):
             stop(daemon)
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from fakedata import checksums, write_cifar10
@@ -15,6 +16,7 @@ from workspace import Workspace
 LABELS = ["he_normal", "lsuv", "normal_001"]
 
 
+@pytest.mark.training
 def test_a_cnn_study_on_cifar10_with_sgd_and_initializer_arguments(tmp_path: Path, serve) -> None:
     mirror = tmp_path / "mirror"
     write_cifar10(mirror, per_batch=40, n_test=40)

@@ -34,6 +34,7 @@ def small_split(mnist_prepared: Path):
     return load_split("mnist", mnist_prepared, train_samples=2000, val_samples=500)
 
 
+@pytest.mark.training
 def test_same_seed_gives_bit_identical_results(small_split, tmp_path: Path) -> None:
     params = small_params(tmp_path)
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
@@ -42,6 +43,7 @@ def test_same_seed_gives_bit_identical_results(small_split, tmp_path: Path) -> N
     assert results(tmp_path / "c")[0] != results(tmp_path / "a")[0]  # the seed matters
 
 
+@pytest.mark.training
 def test_run_writes_history_model_and_metrics(small_split, tmp_path: Path) -> None:
     log = tmp_path / "logs" / "run.json"
     metrics = train_run(small_split, 10, small_params(tmp_path), "mlp", "glorot_uniform", 0, tmp_path / "run", log)
@@ -65,6 +67,7 @@ def test_run_writes_history_model_and_metrics(small_split, tmp_path: Path) -> No
     assert model.count_params() == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
 
 
+@pytest.mark.training
 def test_probes_measure_every_layer_at_the_listed_epochs_and_change_no_result(small_split, tmp_path: Path) -> None:
     params = small_params(tmp_path)
     train_run(small_split, 10, params, "mlp", "he_normal", 0, tmp_path / "plain")
@@ -79,6 +82,7 @@ def test_probes_measure_every_layer_at_the_listed_epochs_and_change_no_result(sm
     assert not np.allclose(at_init.gradient_norm, trained.gradient_norm)  # the weights of that moment
 
 
+@pytest.mark.training
 def test_zeros_learns_only_the_output_bias_and_predicts_the_commonest_digit(
     mnist_prepared: Path, tmp_path: Path
 ) -> None:
@@ -129,6 +133,7 @@ def test_a_network_that_starts_non_finite_has_diverged() -> None:
     assert metrics["initial_val_loss"] is None
 
 
+@pytest.mark.training
 def test_adam_at_a_huge_learning_rate_runs_away_and_is_recorded_as_diverged(small_split, tmp_path: Path) -> None:
     params = small_params(tmp_path, learning_rate=1e6, epochs=2)
     metrics = train_run(small_split, 10, params, "mlp", "he_normal", 0, tmp_path / "run")
@@ -138,6 +143,7 @@ def test_adam_at_a_huge_learning_rate_runs_away_and_is_recorded_as_diverged(smal
     assert 2 < metrics["initial_val_loss"] < 3  # about ln(10) for he_normal
 
 
+@pytest.mark.training
 def test_a_diverging_run_is_recorded_as_diverged(small_split, tmp_path: Path) -> None:
     params = small_params(tmp_path, optimizer="sgd", learning_rate=1e38, epochs=5)
     metrics = train_run(small_split, 10, params, "mlp", "ones", 0, tmp_path / "ones")
@@ -148,6 +154,7 @@ def test_a_diverging_run_is_recorded_as_diverged(small_split, tmp_path: Path) ->
     assert not math.isfinite(pd.read_csv(tmp_path / "ones" / "history.csv").loss.iloc[-1])
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_train_stage_is_reproducible_on_each_backend(mnist_prepared: Path, tmp_path: Path, backend: str) -> None:
     write_params(tmp_path, data={"train_samples": 1000, "val_samples": 300},
@@ -162,6 +169,7 @@ def test_train_stage_is_reproducible_on_each_backend(mnist_prepared: Path, tmp_p
         assert any(cache.iterdir())
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_probing_a_batch_norm_network_in_training_mode_changes_no_result(mnist_prepared: Path, tmp_path: Path,
                                                                          backend: str) -> None:
@@ -180,6 +188,7 @@ def test_probing_a_batch_norm_network_in_training_mode_changes_no_result(mnist_p
     assert len(pd.read_csv(runs["probed"] / "probes.csv")) == 2 * 3
 
 
+@pytest.mark.training
 def test_a_jax_train_stage_never_imports_tensorflow(mnist_prepared: Path, tmp_path: Path) -> None:
     write_params(tmp_path, data={"train_samples": 500, "val_samples": 100}, train={"epochs": 1})
     # the stage ends in exit_without_teardown: the probe reports the imports from there, then exits as the stage does
@@ -197,6 +206,7 @@ def test_a_jax_train_stage_never_imports_tensorflow(mnist_prepared: Path, tmp_pa
     assert result.stdout.strip().splitlines()[-1] == "imported: ['jax']"
 
 
+@pytest.mark.training
 def test_backends_differ_in_random_streams_only(mnist_prepared: Path, tmp_path: Path) -> None:
     """The backend param really switches backend: same seed, other initial weights, same skill."""
     metrics = {}
@@ -213,6 +223,7 @@ def test_backends_differ_in_random_streams_only(mnist_prepared: Path, tmp_path: 
     )
 
 
+@pytest.mark.training
 def test_sgd_momentum_and_nesterov_reach_the_optimizer_of_an_lsuv_run(small_split, tmp_path: Path) -> None:
     params = small_params(tmp_path, optimizer="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, epochs=1)
     metrics = train_run(small_split, 10, params, "mlp", "lsuv", 0, tmp_path / "run")

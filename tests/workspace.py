@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -85,8 +86,37 @@ class Workspace:
         workspace.env = dict(self.env)
         return workspace
 
+    def copy(self, path: Path) -> Workspace:
+        """A copy of this repo at `path`, its working tree, git history and DVC cache, to change
+        freely. The cache's objects and the data (DVC never writes into either in place) are
+        hard links to this repo's; everything else is copied."""
+
+        def link_or_copy(src: str, dst: str) -> None:
+            shared = Path(src).relative_to(self.path).parts[:2] in {(".dvc", "cache"), ("data", "raw"),
+                                                                    ("data", "prepared")}
+            os.link(src, dst) if shared else shutil.copy2(src, dst)
+
+        shutil.copytree(self.path, path, symlinks=True, copy_function=link_or_copy)
+        workspace = Workspace(path)
+        if MIRROR_ENV in self.env:
+            workspace.env[MIRROR_ENV] = self.env[MIRROR_ENV]
+        return workspace
+
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(args, cwd=self.path, env=self.env, capture_output=True, text=True)
+        """Run a command in the repo, in a process group of its own: if the test ends while it
+        runs (a time limit, Ctrl-C), what it started ends too."""
+        with subprocess.Popen(args, cwd=self.path, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True) as process:
+            try:
+                stdout, stderr = process.communicate()
+            except BaseException:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait()
+                raise
+        result = subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
