@@ -48,11 +48,14 @@ verify: setup
 
 # The whole suite; `make test-fast`: the tests that need no training stage, server, browser
 # or emulated CPU (the markers of pyproject.toml pick any other slice: pytest -m ...).
+# Tests run in one process per CPU (TEST_WORKERS=N to choose), a file's tests in one of them.
+TEST_WORKERS ?= auto
+PYTEST := $(RUN) "$(BIN)/python" -m pytest -n $(TEST_WORKERS) --dist loadfile
 test: setup
-	$(RUN) "$(BIN)/python" -m pytest
+	$(PYTEST)
 
 test-fast: setup
-	$(RUN) "$(BIN)/python" -m pytest -m "not training and not servers and not browser and not emulated"
+	$(PYTEST) -m "not training and not servers and not browser and not emulated"
 
 bench: setup
 	$(RUN) "$(BIN)/python" bench/benchmark.py $(BENCH_ARGS)

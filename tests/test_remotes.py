@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import pytest
 
 from conftest import start
+from initstudy.hostkeys import KNOWN_HOSTS_ENV
 from initstudy.shards import share
 from test_scale import TRAIN, assert_consistent, finish, restored, results, trained
 from workspace import Workspace
@@ -114,6 +115,7 @@ class SSHServer:
     root: Path  # the server's folder: its config, its keys, the remotes
     key: Path
     refused: Path  # a key the server does not know
+    known_hosts: Path  # the server's host key, as a client that trusts it holds it
 
     def url(self, place: str, port: int | None = None) -> str:
         return f"ssh://{self.user}@127.0.0.1:{port or self.port}{self.root / place}"
@@ -122,7 +124,9 @@ class SSHServer:
         workspace.run("dvc", "remote", "add", "-d", "-f", NAME, self.url(place))
 
     def log_in(self, workspace: Workspace, key: Path | None = None) -> Workspace:
+        """Log in with `key`, the server's host key known (the project checks it before a push or pull)."""
         workspace.run("dvc", "remote", "modify", "--local", NAME, "keyfile", str(key or self.key))
+        workspace.env[KNOWN_HOSTS_ENV] = str(self.known_hosts)
         return workspace
 
     def files(self, place: str, into: Path) -> Path:
@@ -183,7 +187,7 @@ LogLevel VERBOSE
              "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
              f"{login.pw_name}@127.0.0.1"], input=f"ls {root}\n", capture_output=True, text=True, timeout=60)
         assert check.returncode == 0, check.stderr + log.read_text()
-        yield SSHServer(login.pw_name, port, root, key, refused)
+        yield SSHServer(login.pw_name, port, root, key, refused, known_hosts)
     finally:
         stop(server)
         shutil.rmtree(root)
