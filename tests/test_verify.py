@@ -89,3 +89,30 @@ def test_a_damaged_output_in_the_workspace_is_checked_out_again(study: Workspace
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert f"damaged: {RUN} in the workspace differs from what dvc.lock records (train@mlp-zeros-0)" in fixed.stdout
     assert "again, to make" not in fixed.stdout and metrics.read_bytes() == whole
+
+
+def test_make_study_and_make_train_repair_damage_before_anything_else(study: Workspace) -> None:
+    """The case DVC misses: a damaged object checked out is reported up to date by `dvc status`
+    and `dvc repro`. `make study` and `make train` re-hash what dvc.lock names first, repair,
+    and say nothing when all is whole."""
+    history = cache_object(study, file_in(study, entry(study, "train@mlp-zeros-0", RUN), "history.csv"))
+    images = cache_object(study, file_in(study, entry(study, "prepare", "data/prepared/mnist"), "x_train.npy"))
+    whole = history.read_bytes(), images.read_bytes()
+    flip(history)
+    (study.path / RUN / "history.csv").unlink()
+    study.run("dvc", "checkout", "--quiet", "train@mlp-zeros-0")  # DVC restores the damage
+    assert (study.path / RUN / "history.csv").read_bytes() != whole[0]
+    assert "didn't change" in study.run("dvc", "repro").stdout
+    result = study.run(*make("study", "WORKERS=1"), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"damaged: the cache object of {RUN}/history.csv (train@mlp-zeros-0)" in result.stdout
+    assert "repaired:" in result.stdout
+    assert history.read_bytes() == whole[0] and (study.path / RUN / "history.csv").read_bytes() == whole[0]
+
+    flip(images, offset=len(whole[1]) // 2)  # what every worker checks out and trains from
+    result = study.run(*make("train", "SHARD=1/1"), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "damaged: the cache object of data/prepared/mnist/x_train.npy (prepare)" in result.stdout
+    assert images.read_bytes() == whole[1]
+    quiet = study.run(*make("study", "WORKERS=1"))
+    assert "damaged" not in quiet.stdout and "nothing damaged" not in quiet.stdout, quiet.stdout

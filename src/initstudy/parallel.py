@@ -1,7 +1,8 @@
 """Reproduce the whole pipeline with its training stages spread over local workers: `make study`.
 
 `dvc repro` runs one stage at a time, and one small training process cannot keep two cores
-busy. This checks the params first (the project's messages, before DVC parses them), runs
+busy. This checks the params first (the project's messages, before DVC parses them) and
+re-hashes what dvc.lock names, repairing any damage in the workspace or the cache (verify.py), runs
 the stages up to the data, then gives the training stages that are not up to date to N
 workers at once. Each worker is a git worktree of this checkout (HEAD plus the working
 tree's changes) sharing its DVC cache, with cores/N compute threads, and reproduces its
@@ -39,6 +40,7 @@ from initstudy.errors import StudyError, stage_main
 from initstudy.shards import GROUP, PREPARE, check_params, share
 from initstudy.supervise import (Child, Interrupted, Progress, catch_signals, dvc, exit_status, interrupted, run,
                                  shielded)
+from initstudy.verify import cache_dir, verify
 
 
 WORKERS_PREFIX = "initstudy-workers-"  # the temporary folder of the workers' worktrees
@@ -116,7 +118,7 @@ def _alive(pid: int) -> bool:
 def train_in_workers(stages: list[str], workers: int, progress: Progress) -> None:
     """Reproduce `stages` in `workers` worktrees at once, sharing this checkout's DVC cache;
     copy their logs into logs/. Interrupted, stop the workers, then remove the worktrees."""
-    cache = dvc("cache", "dir", capture=True).strip()
+    cache = str(cache_dir())
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
     remove_stale_workers()
     root = Path(tempfile.mkdtemp(prefix=WORKERS_PREFIX))
@@ -171,11 +173,12 @@ def has_commit() -> bool:
 
 
 def reproduce(workers: int, command: str) -> None:
-    """Check the params, then `dvc repro` with the training stages spread over `workers`,
-    a line for each run that finishes. Interrupted, say what finished and stop."""
+    """Check the params and what dvc.lock names (verify.py, repairing any damage), then
+    `dvc repro` with the training stages spread over `workers`, a line for each run that finishes. Interrupted, say what finished and stop."""
     progress = None
     try:
         check_params()
+        verify(fix=True, quiet=True)  # DVC trusts its cache by name: nothing is trained from, or kept, damaged
         if workers > 1 and not has_commit():
             print("no git commit yet, and a worker is a worktree of HEAD: training with one worker "
                   "(commit, then `make study` spreads the training over the CPUs)", file=sys.stderr)

@@ -24,6 +24,7 @@ import sys
 from initstudy.errors import StudyError, stage_main
 from initstudy.hostkeys import check_host_key
 from initstudy.supervise import Child, Interrupted, Progress, catch_signals, dvc, exit_status, interrupted
+from initstudy.verify import verify
 
 GROUP = "train"
 PREPARE = "prepare"  # the stage whose output every training stage reads
@@ -61,11 +62,13 @@ def check_params() -> None:
 
 
 def train_shard(index: int, count: int, command: str) -> None:
-    """Check the params, then reproduce (and, with a default remote, publish) shard `index` of
+    """Check the params and what dvc.lock names (verify.py, repairing any damage), then
+    reproduce (and, with a default remote, publish) shard `index` of
     `count`, a line for each run that finishes. Interrupted, say what finished and stop."""
     progress = None
     try:
         check_params()
+        verify(fix=True, quiet=True)  # DVC trusts its cache by name: nothing is trained from, or pushed, damaged
         stages = share(training_stages(), index, count)
         remote = default_remote()
         if remote:  # DVC's SSH remote checks no host key: OpenSSH's client checks it first

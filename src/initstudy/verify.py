@@ -24,10 +24,16 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dvc.config import Config
 from dvc.utils.serialize import load_yaml
 
 from initstudy.errors import StudyError, stage_main
 from initstudy.supervise import Interrupted, catch_signals, dvc, exit_status
+
+
+def cache_dir() -> Path:
+    """DVC's cache folder here, as `dvc cache dir` gives it (read from DVC's config in this process)."""
+    return Path(Config(dvc_dir=".dvc")["cache"].get("dir") or Path(".dvc", "cache").resolve())
 
 
 def file_md5(path: Path) -> str:
@@ -118,10 +124,13 @@ class Findings:
     missing: int = 0  # objects not in the cache (not damage)
 
 
-def inspect(lock: dict, uncached: set[str], cache: Cache) -> Findings:
-    """Hash every record of `lock` in the workspace and in `cache`, and print each problem."""
+def inspect(lock: dict, uncached: set[str], cache: Cache, quiet: bool = False) -> Findings:
+    """Hash every record of `lock` in the workspace and in `cache`, and print each problem
+    (`quiet`: only what DVC keeps in its cache, and nothing of the inputs changed since the lock)."""
     findings = Findings()
     for record in records(lock, uncached):
+        if quiet and not (record.made_by and record.cached):
+            continue
         if record.made_by and record.cached:
             for what, md5 in cache.damaged(record):
                 print(f"damaged: the cache object of {what} ({record.made_by}): its bytes do not hash to {md5}")
@@ -183,14 +192,19 @@ def _outputs(lock: dict, stage: str, cache: Cache) -> list[str]:
     return md5s + [m for md5 in md5s for m in _listing(cache, md5)]
 
 
-def verify(fix: bool) -> int:
-    """Check the workspace and the cache against dvc.lock; repair if `fix`; return the exit status."""
+def verify(fix: bool, quiet: bool = False) -> int:
+    """Check the workspace and the cache against dvc.lock; repair if `fix`; return the exit
+    status. `quiet`: say nothing unless something is damaged."""
     lock_path = Path("dvc.lock")
     if not lock_path.is_file():
+        if quiet:  # nothing reproduced yet: nothing to check
+            return 0
         raise StudyError("no dvc.lock here: run this in the project's root, after a `dvc repro`")
     lock, uncached = load_yaml(str(lock_path)), uncached_outputs(load_yaml("dvc.yaml"))
-    cache = Cache(Path(dvc("cache", "dir", capture=True).strip()))
-    findings = inspect(lock, uncached, cache)
+    cache = Cache(cache_dir())
+    findings = inspect(lock, uncached, cache, quiet)
+    if quiet and not findings.damaged and not findings.differs:
+        return 0
     if findings.missing:
         print(f"{findings.missing} output(s) are not in the cache: not damage; `dvc pull` or `dvc repro` brings them")
     if not findings.damaged and not findings.differs:
@@ -201,7 +215,7 @@ def verify(fix: bool) -> int:
         return 2
     repair(findings, cache, lock)
     cache.seen.clear()
-    again = inspect(lock, uncached, cache)
+    again = inspect(lock, uncached, cache, quiet)
     if again.damaged or again.differs:
         raise StudyError("some damage is left (above); remove those outputs and run `dvc repro`")
     print("repaired: the cache and the workspace now hash as dvc.lock says")
