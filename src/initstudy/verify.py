@@ -26,6 +26,9 @@ from pathlib import Path
 
 from dvc.config import Config
 from dvc.utils.serialize import load_yaml
+from dvc_data.hashfile.hash_info import HashInfo
+from dvc_data.hashfile.meta import Meta
+from dvc_data.hashfile.tree import Tree
 
 from initstudy.errors import StudyError, stage_main
 from initstudy.supervise import Interrupted, catch_signals, dvc, exit_status
@@ -42,10 +45,13 @@ def file_md5(path: Path) -> str:
 
 
 def folder_md5(path: Path) -> str:
-    """DVC's hash of a folder: the md5 of its listing (each file's md5 and relative path), then `.dir`."""
-    listing = sorted(({"md5": file_md5(f), "relpath": f.relative_to(path).as_posix()}
-                      for f in path.rglob("*") if f.is_file()), key=lambda item: item["relpath"])
-    return hashlib.md5(json.dumps(listing, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
+    """DVC's hash of a folder (`<md5>.dir`), from each file's md5 by DVC's own listing (dvc_data's Tree)."""
+    tree = Tree()
+    for item in path.rglob("*"):
+        if item.is_file():
+            tree.add(item.relative_to(path).parts, Meta(size=item.stat().st_size), HashInfo("md5", file_md5(item)))
+    tree.digest()
+    return tree.hash_info.value
 
 
 def workspace_md5(path: Path) -> str | None:
