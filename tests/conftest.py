@@ -1,5 +1,6 @@
 """Shared fixtures: the real MNIST mirror, a loopback HTTP server, stage runs in a folder,
-the small study trained once per session; time limits per tier, and no process left behind."""
+the small study trained once per session (by one of its worker processes, for all of them);
+time limits per tier, and no process left behind."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
+from filelock import FileLock
 
 from initstudy.datasets import prepare_dataset
 from initstudy.download import MIRROR_ENV
@@ -36,7 +39,8 @@ SMALL_STUDY = dict(
 
 # Time limits (pytest-timeout): pyproject's `timeout` for a test that needs nothing of these,
 # the largest budget of its tiers for one that does (an explicit @pytest.mark.timeout wins).
-# Setup and teardown count: the first test that needs the session's small study trains it.
+# Setup and teardown count: the first test that needs the session's small study trains it
+# (and a test of another worker that needs it meanwhile waits for it).
 TIER_TIMEOUTS = {"training": 600, "browser": 300, "servers": 900, "emulated": 900}
 
 
@@ -124,10 +128,41 @@ def no_leftover_processes():
     STARTED.clear()
 
 
+def session_folder(tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str) -> Path:
+    """A folder for the whole test session: with pytest-xdist, the one its worker processes
+    share (`name` beside their own temporary folders); without, one of this process's own."""
+    if worker_id == "master":
+        return tmp_path_factory.mktemp(name)
+    folder = tmp_path_factory.getbasetemp().parent / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str, folder: Path,
+               build: Callable[[], Any]) -> Any:
+    """Build `folder` once per test session: `build()`, whose result (JSON) is returned.
+
+    Without pytest-xdist this process builds it. With it, the workers share it: the first to
+    come builds it while it holds a file lock beside their temporary folders, and records its
+    result in `name`.json when it is done; the others wait for the lock and read that. A
+    worker that failed half-way (a time limit) leaves no record: the next one builds afresh.
+    """
+    if worker_id == "master":
+        return build()
+    shared = tmp_path_factory.getbasetemp().parent
+    done = shared / f"{name}.json"
+    with FileLock(shared / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            done.write_text(json.dumps(build()))
+        return json.loads(done.read_text())
+
+
 @pytest.fixture(scope="session", autouse=True)
-def compilation_cache(tmp_path_factory) -> None:
-    """One XLA compilation cache for the session's stages, apart from the user's."""
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("compiled"))
+def compilation_cache(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> None:
+    """One XLA compilation cache for the session's stages, all its workers' (JAX's cache is
+    safe for concurrent processes), apart from the user's."""
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(session_folder(tmp_path_factory, worker_id, "compiled"))
 
 
 @pytest.fixture(scope="session")
@@ -162,21 +197,30 @@ def kill_group(process: subprocess.Popen) -> None:
 
 
 # The small study every pipeline test starts from: committed (`origin`), and trained once per
-# session (`one_machine`); a test that changes it works on a copy (Workspace.copy).
+# session (`one_machine`), each built by one worker process for all of them (built_once);
+# a test that changes it works on a copy (Workspace.copy), or a clone.
 @pytest.fixture(scope="session")
-def origin(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Workspace:
+def origin(tmp_path_factory: pytest.TempPathFactory, worker_id: str, mnist_dir: Path) -> Workspace:
     """The team's repository: the small study committed, nothing trained. Read only: clone it."""
-    workspace = Workspace.create(tmp_path_factory.mktemp("small-study") / "origin", mirror=str(mnist_dir),
-                                 **SMALL_STUDY)
-    workspace.commit("small study")
-    return workspace
+    path = session_folder(tmp_path_factory, worker_id, "small-study") / "origin"
+
+    def build() -> None:
+        Workspace.create(path, mirror=str(mnist_dir), **SMALL_STUDY).commit("small study")
+
+    built_once(tmp_path_factory, worker_id, "small-study-origin", path, build)
+    return Workspace(path, mirror=str(mnist_dir))
 
 
 @pytest.fixture(scope="session")
-def small_study(origin: Workspace) -> tuple[Workspace, set[str]]:
+def small_study(origin: Workspace, tmp_path_factory: pytest.TempPathFactory, worker_id: str
+                ) -> tuple[Workspace, set[str]]:
     """The small study reproduced by one `dvc repro` in a clone of `origin`, and the stages that ran."""
-    workspace = origin.clone(origin.path.parent / "one-machine")
-    return workspace, workspace.repro()
+    path = origin.path.parent / "one-machine"
+    ran = built_once(tmp_path_factory, worker_id, "small-study-one-machine", path,
+                     lambda: sorted(origin.clone(path).repro()))
+    workspace = Workspace(path)
+    workspace.env = dict(origin.env)  # as origin.clone leaves it
+    return workspace, set(ran)
 
 
 @pytest.fixture(scope="session")

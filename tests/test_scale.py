@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,9 +30,12 @@ TRAIN = [f"train@mlp-{init}-{seed}" for init in ("zeros", "he_normal") for seed 
 @pytest.fixture(scope="module")
 def published(origin, one_machine, tmp_path_factory) -> Workspace:
     """The study as main holds the committed ones: its dvc.lock, metrics and plots committed,
-    its outputs in the author's cache only (no remote)."""
-    workspace = origin.clone(tmp_path_factory.mktemp("scale") / "published")
-    workspace.run("dvc", "cache", "dir", "--local", str(one_machine.path / ".dvc" / "cache"))
+    its outputs in the author's cache only (no remote): one_machine's, its objects hard-linked
+    (DVC writes in the cache it uses, and one_machine is read only, shared by every worker)."""
+    folder = tmp_path_factory.mktemp("scale")
+    author = shutil.copytree(one_machine.path / ".dvc" / "cache", folder / "author-cache", copy_function=os.link)
+    workspace = origin.clone(folder / "published")
+    workspace.run("dvc", "cache", "dir", "--local", str(author))
     assert not {stage for stage in workspace.repro("train") if stage.startswith("train@")}  # the author's, cached
     workspace.repro()
     workspace.commit("study results")
@@ -113,12 +117,13 @@ def test_shards_split_the_training_stages_deterministically():
     assert shards[0] == ["train@s0", "train@s3", "train@s6"]
 
 
-def test_shard_lists_cover_every_training_stage_once(origin):
-    lists = [origin.run("python", "-m", "initstudy.shards", f"{i}/3", "--list").stdout.split() for i in (1, 2, 3)]
+def test_shard_lists_cover_every_training_stage_once(origin, tmp_path):
+    team = origin.clone(tmp_path / "team")  # DVC writes its lock and index in the repo it runs in: origin is read only
+    lists = [team.run("python", "-m", "initstudy.shards", f"{i}/3", "--list").stdout.split() for i in (1, 2, 3)]
     assert sorted(sum(lists, [])) == sorted(TRAIN)
-    idle = origin.run("python", "-m", "initstudy.shards", "5/5").stdout  # more workers than runs
+    idle = team.run("python", "-m", "initstudy.shards", "5/5").stdout  # more workers than runs
     assert idle.strip() == "shard 5/5: 0 stage(s)"
-    bad = origin.run("make", "-s", "train", "SHARD=4/3", f"BIN={BIN}", check=False)
+    bad = team.run("make", "-s", "train", "SHARD=4/3", f"BIN={BIN}", check=False)
     assert bad.returncode != 0 and "shard '4/3': expected i/N" in bad.stderr
 
 

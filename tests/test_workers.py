@@ -1,5 +1,5 @@
 """`make study` with its default workers where it was fragile: offline, in a path of any
-letters, and the line it prints for each finished run."""
+letters, and the line it prints for each finished run (with one worker and with two)."""
 
 from __future__ import annotations
 
@@ -44,22 +44,31 @@ def test_offline_workers_use_the_checkouts_download(origin: Workspace, tmp_path:
     assert workspace.repro() == set()
 
 
+def assert_a_progress_line_per_run(stdout: str, workers: int) -> None:
+    """One line per finished run, numbered in the order they finished, with the time elapsed, an
+    estimate of the time left and of the finish; with more than one worker, the worker's number."""
+    lines = [line for line in stdout.splitlines() if line.startswith("run ")]
+    assert len(lines) == 2, stdout
+    worker = rf" \([1-{workers}]/{workers}\)" if workers > 1 else ""
+    for k, line in enumerate(lines, 1):
+        assert re.fullmatch(rf"run {k} of 2 finished: train@mlp-zeros-[01]{worker}; \d\d:\d\d elapsed, "
+                            r"about \d\d:\d\d left, done at about \d\d:\d\d", line), line
+
+
 def test_make_study_with_default_workers_in_a_non_ascii_path(origin: Workspace, tmp_path: Path) -> None:
+    """Two workers (one per CPU) in a checkout at `a b/ü p`: both runs trained, nothing left to
+    reproduce, and a progress line for each finished run, in a log that is not a terminal."""
     workspace = origin.clone(tmp_path / "a b" / "ü p")
     result = workspace.run(*make("study"), check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "worker 2/2" in result.stdout and trained(result.stdout) == RUNS
+    assert_a_progress_line_per_run(result.stdout, workers=2)
     assert workspace.repro() == set()
 
 
 def test_each_finished_run_gets_a_line_with_its_number_time_and_finish(origin: Workspace, tmp_path: Path) -> None:
-    """One line per finished run, in a log that is not a terminal, with either count of workers."""
-    for workers in ("1", "2"):
-        workspace = origin.clone(tmp_path / f"progress-{workers}")
-        result = workspace.run(*make("study", f"WORKERS={workers}"))
-        lines = [line for line in result.stdout.splitlines() if line.startswith("run ")]
-        assert len(lines) == 2, result.stdout
-        worker = r" \([12]/2\)" if workers == "2" else ""
-        for k, line in enumerate(lines, 1):
-            assert re.fullmatch(rf"run {k} of 2 finished: train@mlp-zeros-[01]{worker}; \d\d:\d\d elapsed, "
-                                r"about \d\d:\d\d left, done at about \d\d:\d\d", line), line
+    """One line per finished run, in a log that is not a terminal, with one worker (with two:
+    test_make_study_with_default_workers_in_a_non_ascii_path)."""
+    workspace = origin.clone(tmp_path / "progress-1")
+    result = workspace.run(*make("study", "WORKERS=1"))
+    assert_a_progress_line_per_run(result.stdout, workers=1)

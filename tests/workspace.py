@@ -86,14 +86,15 @@ class Workspace:
         workspace.env = dict(self.env)
         return workspace
 
-    def copy(self, path: Path) -> Workspace:
+    def copy(self, path: Path, link: bool = True) -> Workspace:
         """A copy of this repo at `path`, its working tree, git history and DVC cache, to change
         freely. The cache's objects and the data (DVC never writes into either in place) are
-        hard links to this repo's; everything else is copied."""
+        hard links to this repo's; everything else is copied. With `link=False` everything is
+        copied, for a test that changes the cache's objects or the data in place (as bit rot)."""
 
         def link_or_copy(src: str, dst: str) -> None:
-            shared = Path(src).relative_to(self.path).parts[:2] in {(".dvc", "cache"), ("data", "raw"),
-                                                                    ("data", "prepared")}
+            shared = link and Path(src).relative_to(self.path).parts[:2] in {(".dvc", "cache"), ("data", "raw"),
+                                                                             ("data", "prepared")}
             os.link(src, dst) if shared else shutil.copy2(src, dst)
 
         shutil.copytree(self.path, path, symlinks=True, copy_function=link_or_copy)
