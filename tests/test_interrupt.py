@@ -36,6 +36,16 @@ def origin(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Workspa
     return workspace
 
 
+@pytest.fixture(scope="module")
+def prepared(origin: Workspace) -> Workspace:
+    """A clone of `origin` whose download and prepare stages ran, their dvc.lock entries committed:
+    where every moment after the data starts from (a copy of it: `Workspace.copy`). Read only."""
+    workspace = origin.clone(origin.path.parent / "prepared")
+    assert {"download", "prepare"} <= workspace.repro("prepare")
+    workspace.commit("the data, prepared")
+    return workspace
+
+
 def make(*args: str) -> list[str]:
     """make with this environment, its setup taken as done."""
     venv = Path(sys.executable).parent.parent
@@ -134,9 +144,14 @@ def assert_resumed(output: str, finished: int) -> None:
     ("as the last run finishes", r"^run 3 of 3 finished", signal.SIGINT),
     ("in the stages after training", r"^Running stage 'diagnose'", signal.SIGINT),
 ])
-def test_make_study_stops_cleanly_and_resumes(origin: Workspace, tmp_path: Path, moment: str, pattern: str,
-                                              signum: int) -> None:
-    workspace = origin.clone(tmp_path / "study")
+def test_make_study_stops_cleanly_and_resumes(origin: Workspace, request: pytest.FixtureRequest, tmp_path: Path,
+                                              moment: str, pattern: str, signum: int) -> None:
+    """From a clone of the committed study (the download is the moment), or a copy of one whose data
+    is prepared (any later moment: download and prepare are not done again for each)."""
+    if "download" in pattern:
+        workspace = origin.clone(tmp_path / "study")
+    else:
+        workspace = request.getfixturevalue("prepared").copy(tmp_path / "study")
     job = Job(workspace, make("study", "WORKERS=2"), tmp_path / "make.log")
     job.until(pattern)
     output = job.interrupt(signum)
@@ -145,8 +160,8 @@ def test_make_study_stops_cleanly_and_resumes(origin: Workspace, tmp_path: Path,
     assert workspace.repro() == set()
 
 
-def test_make_train_stops_cleanly_and_resumes(origin: Workspace, tmp_path: Path) -> None:
-    workspace = origin.clone(tmp_path / "shard")
+def test_make_train_stops_cleanly_and_resumes(prepared: Workspace, tmp_path: Path) -> None:
+    workspace = prepared.copy(tmp_path / "shard")
     job = Job(workspace, make("train", "SHARD=1/1"), tmp_path / "make.log")
     job.until(r"^run 1 of 3 finished")
     finished = assert_clean_stop(job, workspace, job.interrupt(), "make train SHARD=1/1")
@@ -154,8 +169,8 @@ def test_make_train_stops_cleanly_and_resumes(origin: Workspace, tmp_path: Path)
     assert_resumed(Job(workspace, make("train", "SHARD=1/1"), tmp_path / "again.log").finish(), finished)
 
 
-def test_studies_run_stops_cleanly_and_resumes(origin: Workspace, tmp_path: Path) -> None:
-    workspace = origin.clone(tmp_path / "studies")
+def test_studies_run_stops_cleanly_and_resumes(prepared: Workspace, tmp_path: Path) -> None:
+    workspace = prepared.copy(tmp_path / "studies")
     command = [sys.executable, "studies/run.py", "tiny"]
     job = Job(workspace, command, tmp_path / "run.log", INITSTUDY_WORKERS="2")
     job.until(r"^run 1 of 3 finished")
@@ -166,10 +181,11 @@ def test_studies_run_stops_cleanly_and_resumes(origin: Workspace, tmp_path: Path
     assert (workspace.path / "studies" / "tiny" / "summary.json").is_file()
 
 
-def test_worktrees_left_by_a_killed_make_study_are_removed_by_the_next(origin: Workspace, tmp_path: Path) -> None:
+def test_worktrees_left_by_a_killed_make_study_are_removed_by_the_next(prepared: Workspace,
+                                                                        tmp_path: Path) -> None:
     """SIGKILL leaves no time to clean up: the next `make study` removes the worktrees and
     stops the workers that ran on, then resumes."""
-    workspace = origin.clone(tmp_path / "killed")
+    workspace = prepared.copy(tmp_path / "killed")
     job = Job(workspace, make("study", "WORKERS=2"), tmp_path / "make.log")
     job.until(r"^\[\d/2\] Running stage 'train@")
     os.killpg(job.process.pid, signal.SIGKILL)  # make and the command; the workers run on in their sessions

@@ -278,6 +278,16 @@ def shard(workspace: Workspace, spec: str, log: Path) -> subprocess.Popen:
     return start(["python", "-m", "initstudy.shards", spec], workspace.path, env, log)
 
 
+@pytest.fixture(scope="module")
+def prepared(origin, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """A clone of the committed small study whose download and prepare stages ran, nothing
+    trained, no remote. Read only: a test that trains starts from a copy (`Workspace.copy`),
+    with the data in its cache."""
+    workspace = origin.clone(tmp_path_factory.mktemp("remotes") / "prepared")
+    assert {"download", "prepare"} <= workspace.repro("prepare")
+    return workspace
+
+
 def test_two_shards_fill_the_remote_and_a_collaborator_trains_nothing(remote: Remote, origin, one_machine,
                                                                       tmp_path: Path) -> None:
     """Two workers at once push their runs with run-cache entries through the server; a fresh
@@ -302,17 +312,18 @@ def test_two_shards_fill_the_remote_and_a_collaborator_trains_nothing(remote: Re
     assert results(collaborator) == results(one_machine)
 
 
-def test_a_worker_killed_mid_push_leaves_the_s3_remote_consistent(s3_server: S3Server, origin,
+def test_a_worker_killed_mid_push_leaves_the_s3_remote_consistent(s3_server: S3Server, prepared,
                                                                    tmp_path: Path) -> None:
     """SIGKILL as soon as the push of the worker's second run has put a file in the bucket:
     every run-cache entry there still has its files, and a rerun restores the first run,
-    trains the second and rewrites no object that was there."""
+    trains the second and rewrites no object that was there. (Both workers start with the
+    data prepared, nothing trained: a copy of the team's repository and its cache.)"""
     place, (first, second) = tmp_path.name, share(TRAIN, 1, 2)
-    team = origin.clone(tmp_path / "team")
+    team = prepared.copy(tmp_path / "team")
     s3_server.add(team, place)
     team.commit("team remote")
     log = tmp_path / "killed.log"
-    worker = shard(s3_server.log_in(team.clone(tmp_path / "killed")), "1/2", log)
+    worker = shard(s3_server.log_in(team.copy(tmp_path / "killed")), "1/2", log)
     deadline = time.monotonic() + 600
     while f"Running stage '{second}'" not in log.read_text():
         assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -328,7 +339,7 @@ def test_a_worker_killed_mid_push_leaves_the_s3_remote_consistent(s3_server: S3S
     before = {name: obj for name, obj in s3_server.objects(place).items() if name.startswith("files/")}
 
     log = tmp_path / "rerun.log"
-    output = finish(shard(s3_server.log_in(team.clone(tmp_path / "rerun")), "1/2", log), log)
+    output = finish(shard(s3_server.log_in(team.copy(tmp_path / "rerun")), "1/2", log), log)
     assert restored(output) == {first} and trained(output) == {second}, output
     after = s3_server.objects(place)
     assert {name: after[name] for name in before} == before  # nothing already there was written again
@@ -373,14 +384,15 @@ def failed_shard(process: subprocess.Popen, log: Path) -> str:
 
 
 @pytest.mark.parametrize("case", BAD_REMOTES)
-def test_a_bad_remote_stops_the_shard_with_a_clear_message_and_loses_nothing(case: str, origin, tmp_path: Path,
+def test_a_bad_remote_stops_the_shard_with_a_clear_message_and_loses_nothing(case: str, prepared, tmp_path: Path,
                                                                             request: pytest.FixtureRequest) -> None:
     """The remote goes bad while the shard trains: its push fails with exit status 2 and a
     message naming the remote and DVC's reason. Run again with the remote still bad, it fails
-    the same way and trains nothing; once the remote is fixed, it pushes without training."""
+    the same way and trains nothing; once the remote is fixed, it pushes without training.
+    (The worker starts with the data prepared: only the training and the pushes are its own.)"""
     kind, spoil, problem = BAD_REMOTES[case]
     server, place = request.getfixturevalue(f"{kind}_server"), tmp_path.name
-    worker = origin.clone(tmp_path / "worker")
+    worker = prepared.copy(tmp_path / "worker")
     server.add(worker, place)
     server.log_in(worker)
     log = tmp_path / "failed.log"
