@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from initstudy.datasets import CIFAR10_ARCHIVE, IDX_FILES
+from initstudy.datasets import CIFAR10_ARCHIVE, IDX_FILES, read_idx
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -48,6 +48,15 @@ def write_idx_dataset(folder: Path, n_train: int, n_val: int) -> None:
     x_val, y_val = class_images(n_val, (28, 28), seed=1)
     for name, array in zip(IDX_FILES, (x_train, y_train, x_val, y_val)):
         write_idx(folder / name, array)
+
+
+def write_first_images(mnist: Path, folder: Path, n_train: int, n_val: int) -> None:
+    """The four MNIST files of folder `mnist`, cut to their first `n_train` training and
+    `n_val` test images (and labels), in the same format: what `data.train_samples` and
+    `data.val_samples` would keep of the whole files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in zip(IDX_FILES, (n_train, n_train, n_val, n_val)):
+        write_idx(folder / name, read_idx(mnist / name)[:n])
 
 
 def cifar_batch(images: np.ndarray, labels: np.ndarray, name: str) -> bytes:

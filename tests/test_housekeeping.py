@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import SMALL_IMAGES, small_data
 from initstudy.plotting import all_diverged, diverged_figure
 from workspace import ROOT, Workspace, command_env
 
@@ -26,10 +27,10 @@ def test_dvc_lock_holds_no_stage_that_dvc_yaml_does_not_define(tmp_path: Path) -
 
 
 @pytest.mark.training
-def test_a_study_whose_every_run_diverged_says_so_in_each_plot(tmp_path: Path, mnist_dir: Path) -> None:
-    repo = Workspace.create(tmp_path / "repo", mirror=str(mnist_dir), data={"train_samples": 1000, "val_samples": 500},
-                            study={"initializers": ["he_normal"], "seeds": [0]}, analysis={"reference": "he_normal"},
-                            train={"optimizer": "sgd", "learning_rate": 1e38, "epochs": 1})
+def test_a_study_whose_every_run_diverged_says_so_in_each_plot(tmp_path: Path, small_mnist: Path) -> None:
+    repo = Workspace.create(tmp_path / "repo", mirror=str(small_mnist), **small_data(
+        small_mnist, data=SMALL_IMAGES, study={"initializers": ["he_normal"], "seeds": [0]},
+        analysis={"reference": "he_normal"}, train={"optimizer": "sgd", "learning_rate": 1e38, "epochs": 1}))
     repo.repro()
     runs = pd.read_csv(repo.path / "metrics" / "runs.csv")
     assert runs.diverged.all()

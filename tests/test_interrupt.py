@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import small_data
 from workspace import ROOT, Workspace
 
 pytestmark = pytest.mark.training
@@ -26,9 +27,10 @@ RUNS = [f"train@mlp-zeros-{seed}" for seed in (0, 1, 2)]
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Workspace:
+def origin(tmp_path_factory: pytest.TempPathFactory, small_mnist: Path) -> Workspace:
     """A committed study of three one-epoch runs, with a study of its own for studies/run.py."""
-    workspace = Workspace.create(tmp_path_factory.mktemp("interrupt") / "origin", mirror=str(mnist_dir), **TINY)
+    workspace = Workspace.create(tmp_path_factory.mktemp("interrupt") / "origin", mirror=str(small_mnist),
+                                 **small_data(small_mnist, **TINY))
     (workspace.path / "studies").mkdir(exist_ok=True)
     shutil.copy2(ROOT / "studies" / "run.py", workspace.path / "studies" / "run.py")
     (workspace.path / "studies" / "tiny.yaml").write_text(yaml.safe_dump({"study": {"seeds": [3, 4, 5]}}))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SMALL_STUDY, run_stage, start, write_params
+from conftest import SMALL_STUDY, run_stage, small_data, start, write_params
 from initstudy.shards import parse_shard, share
 from workspace import ROOT, Workspace
 
@@ -345,10 +345,10 @@ def test_make_study_spreads_the_training_over_workers_and_dvc_then_trains_nothin
 
 
 @pytest.mark.training
-def test_make_study_in_a_repo_without_a_commit_trains_with_one_worker_and_says_why(one_machine, tmp_path, mnist_dir):
+def test_make_study_in_a_repo_without_a_commit_trains_with_one_worker_and_says_why(one_machine, tmp_path, small_mnist):
     """A worker is a worktree of HEAD: before the first commit there is none, so the study
     runs as one `dvc repro`, with a note, and gives the same runs."""
-    workspace = Workspace.create(tmp_path / "uncommitted", mirror=str(mnist_dir), **SMALL_STUDY)
+    workspace = Workspace.create(tmp_path / "uncommitted", mirror=str(small_mnist), **small_data(small_mnist, **SMALL_STUDY))
     result = workspace.run(sys.executable, "-m", "initstudy.parallel", "--workers", "2")
     assert "no git commit yet" in result.stderr and "training with one worker" in result.stderr
     assert "worker 1/2" not in result.stdout

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import small_data
 from test_interrupt import TINY, make, trained
 from workspace import Workspace
 
@@ -19,12 +20,12 @@ OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Workspace:
+def origin(tmp_path_factory: pytest.TempPathFactory, small_mnist: Path) -> Workspace:
     """A committed study of two one-epoch runs."""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("make study's default is one worker per CPU: these tests need two CPUs")
-    workspace = Workspace.create(tmp_path_factory.mktemp("workers") / "origin", mirror=str(mnist_dir),
-                                 **dict(TINY, study={"initializers": ["zeros"], "seeds": [0, 1]}))
+    workspace = Workspace.create(tmp_path_factory.mktemp("workers") / "origin", mirror=str(small_mnist),
+                                 **small_data(small_mnist, **dict(TINY, study={"initializers": ["zeros"], "seeds": [0, 1]})))
     workspace.commit("tiny study")
     return workspace
 
