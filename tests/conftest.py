@@ -51,10 +51,15 @@ TIER_TIMEOUTS = {"training": 600, "browser": 300, "servers": 900, "emulated": 90
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    weight: dict[Path, int] = {}
     for item in items:
         budgets = [seconds for tier, seconds in TIER_TIMEOUTS.items() if item.get_closest_marker(tier)]
         if budgets and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(max(budgets)))
+        weight[item.path] = weight.get(item.path, 0) + max(budgets, default=0)
+    # pytest-xdist (--dist loadfile) hands the files out in this order as its workers come
+    # free: those with the most tier time first, the quick ones last, to even out the ends.
+    items.sort(key=lambda item: -weight[item.path])
 
 
 # Every process the suite starts inherits this mark in its environment, daemons that leave
