@@ -30,21 +30,6 @@ def origin(tmp_path_factory: pytest.TempPathFactory, small_mnist: Path) -> Works
     return workspace
 
 
-def test_offline_workers_use_the_checkouts_download(origin: Workspace, tmp_path: Path) -> None:
-    """The data downloaded here once: offline, with no mirror, the workers train from it and
-    never run the download stage again."""
-    workspace = origin.clone(tmp_path / "offline")
-    workspace.repro("prepare")  # from the mirror
-    del workspace.env["INITSTUDY_DATA_MIRROR"]
-    workspace.env.update(OFFLINE)
-    result = workspace.run(*make("study"), check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "worker 2/2" in result.stdout
-    assert "Running stage 'download'" not in result.stdout and "could not fetch" not in result.stderr
-    assert trained(result.stdout) == RUNS
-    assert workspace.repro() == set()
-
-
 def assert_a_progress_line_per_run(stdout: str, workers: int) -> None:
     """One line per finished run, numbered in the order they finished, with the time elapsed, an
     estimate of the time left and of the finish; with more than one worker, the worker's number."""
@@ -56,20 +41,27 @@ def assert_a_progress_line_per_run(stdout: str, workers: int) -> None:
                             r"about \d\d:\d\d left, done at about \d\d:\d\d", line), line
 
 
-def test_make_study_with_default_workers_in_a_non_ascii_path(origin: Workspace, tmp_path: Path) -> None:
-    """Two workers (one per CPU) in a checkout at `a b/ü p`: both runs trained, nothing left to
-    reproduce, and a progress line for each finished run, in a log that is not a terminal."""
+def test_offline_default_workers_in_a_non_ascii_path_use_the_checkouts_download(origin: Workspace,
+                                                                                 tmp_path: Path) -> None:
+    """Two workers (one per CPU) in a checkout at `a b/ü p`, offline with no mirror once the
+    data is downloaded there: they train both runs from it, never run the download stage
+    again, leave nothing to reproduce, and a progress line is printed for each finished run
+    (in a log that is not a terminal)."""
     workspace = origin.clone(tmp_path / "a b" / "ü p")
+    workspace.repro("prepare")  # from the mirror
+    del workspace.env["INITSTUDY_DATA_MIRROR"]
+    workspace.env.update(OFFLINE)
     result = workspace.run(*make("study"), check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "worker 2/2" in result.stdout and trained(result.stdout) == RUNS
+    assert "Running stage 'download'" not in result.stdout and "could not fetch" not in result.stderr
     assert_a_progress_line_per_run(result.stdout, workers=2)
     assert workspace.repro() == set()
 
 
 def test_each_finished_run_gets_a_line_with_its_number_time_and_finish(origin: Workspace, tmp_path: Path) -> None:
     """One line per finished run, in a log that is not a terminal, with one worker (with two:
-    test_make_study_with_default_workers_in_a_non_ascii_path)."""
+    test_offline_default_workers_in_a_non_ascii_path_use_the_checkouts_download)."""
     workspace = origin.clone(tmp_path / "progress-1")
     result = workspace.run(*make("study", "WORKERS=1"))
     assert_a_progress_line_per_run(result.stdout, workers=1)
