@@ -204,7 +204,8 @@ def small_mnist(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory, worke
     in their formats; a study that uses it takes its checksums from `small_data`."""
     folder = session_folder(tmp_path_factory, worker_id, "small-mnist")
     built_once(tmp_path_factory, worker_id, "small-mnist", folder,
-               lambda: write_first_images(mnist_dir, folder, *SMALL_IMAGES.values()))
+               lambda: write_first_images(mnist_dir, folder, SMALL_IMAGES["train_samples"],
+                                                  SMALL_IMAGES["val_samples"]))
     return folder
 
 

@@ -101,7 +101,7 @@ def test_a_damaged_output_in_the_workspace_is_checked_out_again(study: Workspace
 
 def test_make_study_and_make_train_repair_damage_before_anything_else(study: Workspace) -> None:
     """The case DVC misses: a damaged object checked out is reported up to date by `dvc status`
-    and `dvc repro`. `make study` and `make train` re-hash what dvc.lock names first, repair,
+    and `dvc repro`. `make study` and `make train` first re-hash what dvc.lock keeps in the cache, repair,
     and say nothing when all is whole."""
     history = cache_object(study, file_in(study, entry(study, "train@mlp-zeros-0", RUN), "history.csv"))
     images = cache_object(study, file_in(study, entry(study, "prepare", "data/prepared/mnist"), "x_train.npy"))

@@ -2,8 +2,8 @@
 
 `dvc repro` runs one stage at a time, and one small training process cannot keep two cores
 busy. This checks the params first (the project's messages, before DVC parses them) and
-re-hashes what dvc.lock names, repairing any damage in the workspace or the cache (verify.py), runs
-the stages up to the data, then gives the training stages that are not up to date to N
+what dvc.lock keeps in the cache, repairing any damage (verify.py), runs the stages up to
+the data, then gives the training stages that are not up to date to N
 workers at once. Each worker is a git worktree of this checkout (HEAD plus the working
 tree's changes) sharing its DVC cache, with cores/N compute threads, and reproduces its
 share with `dvc repro`. Their runs are then entered in this checkout's dvc.lock (each
@@ -173,8 +173,9 @@ def has_commit() -> bool:
 
 
 def reproduce(workers: int, command: str) -> None:
-    """Check the params and what dvc.lock names (verify.py, repairing any damage), then
-    `dvc repro` with the training stages spread over `workers`, a line for each run that finishes. Interrupted, say what finished and stop."""
+    """Check the params and what dvc.lock keeps in the cache (verify.py, repairing any damage),
+    then `dvc repro` with the training stages spread over `workers`, a line for each run that
+    finishes. Interrupted, say what finished and stop."""
     progress = None
     try:
         check_params()

@@ -62,9 +62,9 @@ def check_params() -> None:
 
 
 def train_shard(index: int, count: int, command: str) -> None:
-    """Check the params and what dvc.lock names (verify.py, repairing any damage), then
-    reproduce (and, with a default remote, publish) shard `index` of
-    `count`, a line for each run that finishes. Interrupted, say what finished and stop."""
+    """Check the params and what dvc.lock keeps in the cache (verify.py, repairing any damage),
+    then reproduce (and, with a default remote, publish) shard `index` of `count`, a line for
+    each run that finishes. Interrupted, say what finished and stop."""
     progress = None
     try:
         check_params()
