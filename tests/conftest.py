@@ -5,6 +5,7 @@ time limits per tier, and no process left behind."""
 from __future__ import annotations
 
 import functools
+import gc
 import http.server
 import json
 import os
@@ -60,6 +61,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # pytest-xdist (--dist loadfile) hands the files out in this order as its workers come
     # free: those with the most tier time first, the quick ones last, to even out the ends.
     items.sort(key=lambda item: -weight[item.path])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Keep the collector off what the test modules imported (JAX, Keras, TensorFlow, pandas,
+    matplotlib: about a million objects that live as long as the process): each full
+    collection, Keras' clear_session's included, would walk them all again."""
+    gc.collect()
+    gc.freeze()
 
 
 # Every process the suite starts inherits this mark in its environment, daemons that leave

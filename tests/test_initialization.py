@@ -71,12 +71,17 @@ def test_the_same_seed_builds_the_same_network() -> None:
         assert not np.array_equal(a[0], c[0])
 
 
+# As a stage draws them: on the backend use_backend sets up (TensorFlow kept out); the collector
+# kept off the frameworks' objects, which each clear_session would otherwise walk again.
 KERNEL_DIGEST = """
-import hashlib, sys, numpy as np
+import gc, hashlib, sys, numpy as np
+from initstudy.backend import use_backend
+use_backend("jax", "AVX")
 from initstudy.datasets import Split
 from initstudy.initialization import initial_model
 from initstudy.models import kernel_layers
 from initstudy.params import ModelParams, init_spec
+gc.freeze()
 x = np.zeros((4, 784), np.float32)
 split = Split(x, np.zeros(4, int), x, np.zeros(4, int))
 model = ModelParams(hidden_units=[256, 128], activation="relu", dropout=0.2, bias_initializer="zeros",

@@ -17,8 +17,9 @@ from initstudy.numerics import ISA_LEVELS, ONEDNN_ISA, cpu_isa, effective_isa, p
 from workspace import ROOT, command_env
 
 # Every catalogue initializer's default network at seed 0, hashed; the kernels OpenBLAS runs.
+# (The collector is kept off the frameworks' objects, which each clear_session would walk again.)
 DRAW = """
-import hashlib, json, sys
+import gc, hashlib, json, sys
 from pathlib import Path
 from initstudy.backend import use_backend
 from initstudy.datasets import load_split
@@ -26,6 +27,7 @@ from initstudy.params import load_params
 use_backend("jax", "AVX")
 from initstudy.initialization import initial_model
 from initstudy.numerics import environment
+gc.freeze()
 params = load_params(Path(sys.argv[1]))
 split = load_split("mnist", Path(sys.argv[2]), train_samples=600, val_samples=10)
 hashes = {label: hashlib.sha256(b"".join(w.tobytes() for w in initial_model(
