@@ -37,7 +37,7 @@ from dvc.utils.serialize import load_yaml, modify_yaml
 
 from initstudy.atomic import write_json
 from initstudy.errors import StudyError, stage_main
-from initstudy.shards import GROUP, PREPARE, check_params, share
+from initstudy.shards import GROUP, PREPARE, check_params, share, training_stages
 from initstudy.supervise import (Child, Interrupted, Progress, catch_signals, dvc, exit_status, interrupted, run,
                                  shielded)
 from initstudy.verify import cache_dir, verify
@@ -45,13 +45,6 @@ from initstudy.verify import cache_dir, verify
 
 WORKERS_PREFIX = "initstudy-workers-"  # the temporary folder of the workers' worktrees
 OWNER = "owner.json"  # in it: the process that made it, and its workers' process groups
-
-
-def stale_training_stages() -> list[str]:
-    """The training stages `dvc repro` would run or restore, in dvc.yaml's order."""
-    status = json.loads(dvc("status", "--json", capture=True) or "{}")
-    names = dvc("stage", "list", "--name-only", capture=True).split()
-    return [name for name in names if name.startswith(f"{GROUP}@") and name in status]
 
 
 def share_cache(tree: Path, cache: str) -> None:
@@ -185,7 +178,7 @@ def reproduce(workers: int, command: str) -> None:
                   "(commit, then `make study` spreads the training over the CPUs)", file=sys.stderr)
             workers = 1
         dvc("repro", PREPARE)
-        stages = stale_training_stages()
+        stages = training_stages(stale=True)
         progress = Progress(stages)
         if workers > 1 and len(stages) > 1:
             train_in_workers(stages, min(workers, len(stages)), progress)

@@ -21,9 +21,12 @@ import argparse
 import re
 import sys
 
+from dvc.config import Config
+from dvc.repo import Repo
+
 from initstudy.errors import StudyError, stage_main
 from initstudy.hostkeys import check_host_key
-from initstudy.supervise import Child, Interrupted, Progress, catch_signals, dvc, exit_status, interrupted
+from initstudy.supervise import Child, Interrupted, Progress, catch_signals, dvc, exit_status, interrupted, shielded
 from initstudy.verify import verify
 
 GROUP = "train"
@@ -38,10 +41,16 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def training_stages() -> list[str]:
-    """The project's training stages, in dvc.yaml's order."""
-    names = dvc("stage", "list", "--name-only", capture=True).split()
-    return [name for name in names if name.startswith(f"{GROUP}@")]
+def training_stages(stale: bool = False) -> list[str]:
+    """The project's training stages, in dvc.yaml's order (`dvc stage list`); with `stale`, those
+    `dvc status` names, which `dvc repro` would run or restore. DVC reads the project in this
+    process (once, where its CLI would start twice); a signal waits until it is done."""
+    with shielded(), Repo() as repo:
+        names = [stage.addressing for stage in repo.index.stages if stage.addressing.startswith(f"{GROUP}@")]
+        if stale:
+            status = repo.status()
+            names = [name for name in names if name in status]
+        return names
 
 
 def share(stages: list[str], index: int, count: int) -> list[str]:
@@ -51,7 +60,12 @@ def share(stages: list[str], index: int, count: int) -> list[str]:
 
 def default_remote() -> str | None:
     """The project's default DVC remote, if it has one."""
-    return dvc("config", "core.remote", capture=True, check=False).strip() or None
+    return Config(dvc_dir=".dvc")["core"].get("remote") or None
+
+
+def remote_setting(remote: str, key: str) -> str:
+    """A setting of a DVC remote as `dvc config remote.<remote>.<key>` prints it; "" if unset."""
+    return str(Config(dvc_dir=".dvc")["remote"].get(remote, {}).get(key, ""))
 
 
 def check_params() -> None:
@@ -72,8 +86,7 @@ def train_shard(index: int, count: int, command: str) -> None:
         stages = share(training_stages(), index, count)
         remote = default_remote()
         if remote:  # DVC's SSH remote checks no host key: OpenSSH's client checks it first
-            check_host_key(*(dvc("config", f"remote.{remote}.{key}", capture=True, check=False).strip()
-                             for key in ("url", "port", "user")))
+            check_host_key(*(remote_setting(remote, key) for key in ("url", "port", "user")))
         print(f"shard {index}/{count}: {len(stages)} stage(s)" + (f", pushed to remote '{remote}'" if remote else ""),
               flush=True)
         progress = Progress(stages)
@@ -99,7 +112,7 @@ def with_remote(remote: str, *args: str) -> None:
     stop with a message naming the remote (name and URL) and DVC's last words on the problem."""
     child = Child([sys.executable, "-m", "dvc", *args])
     if child.wait() != 0:
-        url = dvc("config", f"remote.{remote}.url", capture=True, check=False).strip()
+        url = remote_setting(remote, "url")
         said = [line.strip() for line in child.said if line.strip() and not line.startswith("Having any troubles?")]
         problem = [line for line in said if line.startswith("ERROR")] or said
         # dvc-ssh 4.3's words for a remote folder it cannot write to
