@@ -50,7 +50,7 @@ verify: setup
 # or emulated CPU (the markers of pyproject.toml pick any other slice: pytest -m ...).
 # Tests run in one process per CPU (TEST_WORKERS=N to choose), a file's tests in one of them.
 TEST_WORKERS ?= auto
-PYTEST := $(RUN) "$(BIN)/python" -m pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(RUN) "$(BIN)/python" -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: setup
 	$(PYTEST)
 
