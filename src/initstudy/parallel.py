@@ -109,13 +109,18 @@ def remove_stale_workers() -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` runs: a killed one whose parent has not reaped it yet (a zombie,
+    as a killed `make study` is until init gets to it) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass
-    return True
+    try:  # Linux: the state follows the command name, which is in parentheses
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def train_in_workers(stages: list[str], workers: int, progress: Progress) -> None:
