@@ -58,8 +58,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if budgets and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(max(budgets)))
         weight[item.path] = weight.get(item.path, 0) + max(budgets, default=0)
-    # pytest-xdist (--dist loadfile) hands the files out in this order as its workers come
-    # free: those with the most tier time first, the quick ones last, to even out the ends.
+    # pytest-xdist (--dist loadfile --no-loadscope-reorder: else it sorts the files by their
+    # number of tests) hands the files out in this order as its workers come free: those with
+    # the most tier time first, the quick ones last, to even out the ends.
     items.sort(key=lambda item: -weight[item.path])
 
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import small_data
+from initstudy.parallel import _alive
 from workspace import ROOT, Workspace
 
 pytestmark = pytest.mark.training
@@ -198,3 +199,20 @@ def test_worktrees_left_by_a_killed_make_study_are_removed_by_the_next(prepared:
     assert workspace.run("git", "worktree", "list").stdout.count("\n") == 1
     assert not list(job.tmp.iterdir()) and not processes_in(job.tmp)
     assert workspace.repro() == set()
+
+
+def test_a_killed_owner_not_yet_reaped_counts_as_gone() -> None:
+    """Killed, a `make study` is a zombie until init reaps it: the next one must not take it
+    for a run still going, or it would leave its worktrees."""
+    child = subprocess.Popen(["sleep", "60"])  # not waited for until the end: a zombie once killed
+    try:
+        assert _alive(child.pid)
+        child.kill()
+        deadline = time.time() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.time() < deadline
+            time.sleep(0.01)
+        assert not _alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
