@@ -66,7 +66,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Keep the collector off what the test modules imported (JAX, Keras, TensorFlow, pandas,
-    matplotlib: about a million objects that live as long as the process): each full
+    matplotlib: some 440,000 objects that live as long as the process): each full
     collection, Keras' clear_session's included, would walk them all again."""
     gc.collect()
     gc.freeze()
